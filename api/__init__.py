@@ -1,0 +1,1 @@
+"""Turnlog HTTP API: LiveKit tokens, read models, analytics."""

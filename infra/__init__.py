@@ -1,0 +1,1 @@
+"""Local infrastructure: the stack launcher (Kafka, PostgreSQL, chDB) and service configs."""

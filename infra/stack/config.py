@@ -1,0 +1,87 @@
+"""Settings of the local stack launcher.
+
+Every default works on a fresh checkout: state lives in ``.turnlog/`` at the repository
+root (git-ignored), downloads in the user's cache folder, every listener on loopback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _default_cache_dir() -> Path:
+    import os
+
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "turnlog"
+
+
+class StackSettings(BaseSettings):
+    """Where the local stack keeps its state and which loopback ports it listens on."""
+
+    model_config = SettingsConfigDict(env_prefix="TURNLOG_", extra="ignore", frozen=True)
+
+    state_dir: Path = REPO_ROOT / ".turnlog"
+    """Kafka data, the PostgreSQL cluster, the chDB folder, logs and pid files."""
+    cache_dir: Path = Field(default_factory=_default_cache_dir)
+    """Downloaded Kafka jars, shared by every checkout of this user."""
+    host: str = "127.0.0.1"
+    """Address every listener binds to; loopback unless you mean otherwise."""
+
+    kafka_version: str = "4.3.1"
+    """Apache Kafka broker release fetched from Maven Central."""
+    kafka_port: int = 19092
+    """Broker (PLAINTEXT) port."""
+    kafka_controller_port: int = 19093
+    """KRaft controller port."""
+    kafka_heap: str = "1g"
+    """Maximum JVM heap of the broker."""
+
+    postgres_port: int = 15432
+    postgres_user: str = "turnlog"
+    postgres_password: str = "turnlog"  # noqa: S105 - loopback-only dev cluster; override it
+    postgres_db: str = "turnlog"
+
+    clickhouse_url: str | None = None
+    """``chdb:///path`` (embedded) or ``http(s)://host:8123`` (server); default: embedded
+    at ``<state_dir>/clickhouse``."""
+    clickhouse_database: str = "turnlog"
+    """ClickHouse database that holds the analytics tables."""
+    topic_prefix: str = ""
+    """Prepended to every topic name (tests use it to isolate themselves)."""
+
+    start_timeout: float = 60.0
+    """Seconds a component may take to become ready before start fails."""
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"{self.host}:{self.kafka_port}"
+
+    @property
+    def postgres_dsn(self) -> str:
+        return (
+            f"postgresql://{self.postgres_user}:{self.postgres_password}"
+            f"@{self.host}:{self.postgres_port}/{self.postgres_db}"
+        )
+
+    @property
+    def analytics_url(self) -> str:
+        return self.clickhouse_url or f"chdb://{self.state_dir / 'clickhouse'}"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.state_dir / "run"
+
+
+def load_settings() -> StackSettings:
+    """Read the settings from the environment (``TURNLOG_*``)."""
+    return StackSettings()

@@ -1,0 +1,118 @@
+"""The local stack as one unit: start, provision, report, stop. Every step is idempotent."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from infra.stack.components import Component, ComponentStatus
+from infra.stack.config import StackSettings
+from infra.stack.errors import ComponentFailedError
+from infra.stack.kafka import Kafka
+from infra.stack.postgres import Postgres
+from infra.stack.topics import ensure_topics
+from projections.migrations import Migration
+from projections.postgres.migrate import migrate_postgres
+from schemas.topics import topic_specs
+
+Report = Callable[[str], None]
+
+
+@dataclass
+class StartReport:
+    seconds: dict[str, float] = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> float:
+        return sum(self.seconds.values())
+
+
+class Stack:
+    def __init__(self, settings: StackSettings) -> None:
+        self.settings = settings
+        self.kafka = Kafka(settings)
+        self.postgres = Postgres(settings)
+        self.components: list[Component] = [self.kafka, self.postgres]
+
+    def up(self, report: Report = print) -> StartReport:
+        """Start what is not running, then provision topics and schemas."""
+        result = StartReport()
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=len(self.components)) as pool:
+            futures = {c.name: pool.submit(c.start) for c in self.components}
+            for name, future in futures.items():
+                summary = future.result()
+                report(f"{name:<10} {summary}")
+        result.seconds["services ready"] = time.monotonic() - started
+
+        step = time.monotonic()
+        changes = asyncio.run(
+            ensure_topics(self.settings.kafka_bootstrap, topic_specs(self.settings.topic_prefix))
+        )
+        report(f"{'topics':<10} " + ("; ".join(changes) if changes else "up to date"))
+        result.seconds["topics"] = time.monotonic() - step
+
+        step = time.monotonic()
+        applied = migrate_postgres(self.settings.postgres_dsn)
+        report(f"{'postgres':<10} migrations: " + _describe(applied))
+        result.seconds["postgres migrations"] = time.monotonic() - step
+
+        step = time.monotonic()
+        report(f"{'clickhouse':<10} {self._migrate_clickhouse()}")
+        result.seconds["clickhouse ddl"] = time.monotonic() - step
+        return result
+
+    def _migrate_clickhouse(self) -> str:
+        """Apply the analytics DDL in a child process: it must not make us the chDB owner."""
+        argv = [
+            sys.executable, "-m", "projections.clickhouse",
+            "migrate", "--url", self.settings.analytics_url,
+            "--database", self.settings.clickhouse_database,
+        ]
+        result = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if result.returncode == 0:
+            return result.stdout.strip()
+        if result.returncode == 3:  # folder owned by a running service; it migrates itself
+            return result.stderr.strip()
+        raise ComponentFailedError(f"ClickHouse DDL failed:\n{result.stderr[-2000:]}")
+
+    def status(self) -> list[ComponentStatus]:
+        statuses = [c.status() for c in self.components]
+        statuses.append(self._clickhouse_status())
+        return statuses
+
+    def _clickhouse_status(self) -> ComponentStatus:
+        url = self.settings.analytics_url
+        if not url.startswith("chdb://"):
+            return ComponentStatus("clickhouse", True, url, detail="server (not managed here)")
+        path = self.settings.state_dir / "clickhouse"
+        exists = (path / "metadata").is_dir()
+        lock = path / ".turnlog-owner.lock"
+        owner = lock.read_text().strip() if lock.exists() else ""
+        detail = "embedded chDB" + (f", last opened by {owner}" if owner else "")
+        return ComponentStatus("clickhouse", exists, url, detail=detail)
+
+    def down(self, report: Report = print) -> None:
+        with ThreadPoolExecutor(max_workers=len(self.components)) as pool:
+            futures = {c.name: pool.submit(c.stop) for c in self.components}
+            for name, future in futures.items():
+                report(f"{name:<10} {future.result()}")
+
+    def is_up(self) -> bool:
+        return all(c.status().running for c in self.components)
+
+    def status_json(self) -> str:
+        return json.dumps([s.__dict__ for s in self.status()], indent=2)
+
+
+def _describe(applied: list[Migration]) -> str:
+    if not applied:
+        return "up to date"
+    return "applied " + ", ".join(f"{m.version:04d}_{m.name}" for m in applied)

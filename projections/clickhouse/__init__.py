@@ -1,0 +1,1 @@
+"""ClickHouse analytics: DDL, batch writer, queries; chDB embedded or a server."""

@@ -1,0 +1,54 @@
+"""ClickHouse migrations: idempotent DDL statements, then a record of the version.
+
+ClickHouse has no transactional DDL, so every statement is written to be re-runnable
+(``IF NOT EXISTS``); a crash between a statement and its record repeats harmlessly.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from projections.clickhouse.store import AnalyticsStore
+from projections.migrations import Migration, load_migrations, migrate
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def quote_database(name: str) -> str:
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"ClickHouse database name {name!r} must match {_IDENTIFIER.pattern}")
+    return f"`{name}`"
+
+
+class ClickHouseMigrations:
+    def __init__(self, store: AnalyticsStore, database: str) -> None:
+        self.store = store
+        self.db = quote_database(database)
+
+    def applied(self) -> dict[int, str]:
+        self.store.command(f"CREATE DATABASE IF NOT EXISTS {self.db}")
+        self.store.command(
+            f"""CREATE TABLE IF NOT EXISTS {self.db}.schema_migrations
+                (version UInt32, name String, checksum String,
+                 applied_at DateTime64(6, 'UTC') DEFAULT now64(6))
+                ENGINE = ReplacingMergeTree ORDER BY version"""
+        )
+        rows = self.store.query(
+            f"SELECT version, checksum FROM {self.db}.schema_migrations FINAL"
+        )
+        return {int(version): str(checksum) for version, checksum in rows}
+
+    def apply(self, migration: Migration) -> None:
+        for statement in migration.statements():
+            self.store.command(statement.replace("{db}", self.db))
+        self.store.command(
+            f"INSERT INTO {self.db}.schema_migrations (version, name, checksum) VALUES "
+            f"({migration.version}, '{migration.name}', '{migration.checksum}')"
+        )
+
+
+def migrate_clickhouse(store: AnalyticsStore, *, database: str) -> list[Migration]:
+    """Bring ``database`` up to date; return what was applied now."""
+    return migrate(ClickHouseMigrations(store, database), load_migrations(MIGRATIONS_DIR))

@@ -1,0 +1,1 @@
+"""PostgreSQL conversation read models: migrations, appliers, queries."""

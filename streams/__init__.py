@@ -1,0 +1,1 @@
+"""Turnlog stream processors (Faust): projections, derived topics, dead letters."""

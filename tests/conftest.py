@@ -1,0 +1,127 @@
+"""Shared fixtures: the real local stack, and per-test topics, schemas and databases.
+
+Integration tests use the running local stack, or start it when it is not running (and
+stop it again at the end). A stack that cannot start fails the run: nothing skips.
+Each test gets its own topic names, PostgreSQL schema and ClickHouse database, so tests
+never see each other's data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from infra.stack.config import StackSettings, load_settings
+from infra.stack.stack import Stack
+from infra.stack.topics import ensure_topics
+from projections.clickhouse.migrate import migrate_clickhouse
+from projections.clickhouse.store import AnalyticsStore, connect
+from projections.postgres.migrate import migrate_postgres
+from schemas.topics import TopicSpec, topic_specs
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def stack_settings() -> StackSettings:
+    return load_settings()
+
+
+@pytest.fixture(scope="session")
+def stack(stack_settings: StackSettings) -> Iterator[Stack]:
+    """The real Kafka + PostgreSQL (+ chDB DDL), started here if it is not running."""
+    stack = Stack(stack_settings)
+    started_here = not stack.is_up()
+    if started_here:
+        stack.up(report=lambda line: None)
+    yield stack
+    if started_here and os.environ.get("TURNLOG_KEEP_STACK") != "1":
+        stack.down(report=lambda line: None)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(stack: Stack) -> str:
+    return stack.settings.kafka_bootstrap
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn(stack: Stack) -> str:
+    return stack.settings.postgres_dsn
+
+
+@dataclass(frozen=True)
+class Topics:
+    """This test's own copies of the platform's topics."""
+
+    prefix: str
+    specs: tuple[TopicSpec, ...]
+
+    def name(self, base: str) -> str:
+        return self.prefix + base
+
+
+@pytest.fixture
+def topics(kafka_bootstrap: str) -> Iterator[Topics]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    prefix = unique("test-") + "."
+    specs = tuple(topic_specs(prefix))
+    asyncio.run(ensure_topics(kafka_bootstrap, specs))
+    yield Topics(prefix, specs)
+
+    async def delete() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_topics([s.name for s in specs])
+        finally:
+            await admin.close()
+
+    asyncio.run(delete())
+
+
+@dataclass(frozen=True)
+class PgSchema:
+    dsn: str
+    name: str
+
+    def connect(self) -> psycopg.Connection[tuple[object, ...]]:
+        conn = psycopg.connect(self.dsn, autocommit=True)
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.name)))
+        return conn
+
+
+@pytest.fixture
+def pg_schema(postgres_dsn: str) -> Iterator[PgSchema]:
+    """A fresh PostgreSQL schema with every migration applied."""
+    name = unique("test_")
+    migrate_postgres(postgres_dsn, schema=name)
+    yield PgSchema(postgres_dsn, name)
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def analytics_store(tmp_path_factory: pytest.TempPathFactory) -> AnalyticsStore:
+    """The embedded engine, in a folder this test process owns (one per process)."""
+    path: Path = tmp_path_factory.mktemp("chdb")
+    return connect(f"chdb://{path}")
+
+
+@pytest.fixture
+def ch_database(analytics_store: AnalyticsStore) -> Iterator[str]:
+    """A fresh ClickHouse database with every migration applied."""
+    name = unique("test_")
+    migrate_clickhouse(analytics_store, database=name)
+    yield name
+    analytics_store.command(f"DROP DATABASE IF EXISTS `{name}`")
