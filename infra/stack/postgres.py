@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import pwd
@@ -22,6 +23,7 @@ logger = logging.getLogger("turnlog.stack.postgres")
 
 _DEBIAN_BIN = Path("/usr/lib/postgresql")
 _SERVER_USER = "postgres"  # initdb refuses root; Debian's package creates this user
+_FALLBACK_ROOT = Path("/var/lib/turnlog")
 
 
 def find_bin_dir() -> Path | None:
@@ -65,10 +67,24 @@ class Postgres:
 
     def __init__(self, settings: StackSettings) -> None:
         self.settings = settings
-        self.home = settings.state_dir / "postgres"
-        self.data_dir = self.home / "data"
-        self.socket_dir = self.home / "run"
-        self.log_path = self.home / "postgres.log"
+        self.link = settings.state_dir / "postgres"
+
+    # The server only ever sees resolved paths: the state folder may be a link target.
+    @property
+    def home(self) -> Path:
+        return self.link.resolve()
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def log_path(self) -> Path:
+        return self.home / "postgres.log"
 
     @property
     def address(self) -> str:
@@ -90,8 +106,8 @@ class Postgres:
         return result.stdout
 
     def _prepare_dirs(self) -> None:
-        self.socket_dir.mkdir(parents=True, exist_ok=True)
         if os.geteuid() != 0:
+            self.socket_dir.mkdir(parents=True, exist_ok=True)
             return
         try:
             owner = pwd.getpwnam(_SERVER_USER)
@@ -100,16 +116,29 @@ class Postgres:
                 f"user '{_SERVER_USER}' does not exist (Debian's postgresql package makes it)",
                 "apt-get install -y postgresql",
             ) from None
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        if not self.link.exists() and not self._server_user_reaches(self.settings.state_dir):
+            # e.g. a checkout under /root: keep the cluster where the server user can reach
+            # it, and link it from the state folder so status, stop and cleanup find it.
+            digest = hashlib.sha256(str(self.settings.state_dir).encode()).hexdigest()[:12]
+            outside = _FALLBACK_ROOT / f"turnlog-postgres-{digest}"
+            outside.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.link.symlink_to(outside, target_is_directory=True)
+            logger.info("%s is closed to '%s'; the cluster lives in %s",
+                        self.settings.state_dir, _SERVER_USER, outside)
+        self.socket_dir.mkdir(parents=True, exist_ok=True)
         for path in (self.home, self.socket_dir, *self.home.rglob("*")):
             os.chown(path, owner.pw_uid, owner.pw_gid)
-        probe = subprocess.run(self._as_server_user(["test", "-w", str(self.home)]), check=False)
-        if probe.returncode != 0:
+        if not self._server_user_reaches(self.home):
             raise PrerequisiteError(
-                f"the '{_SERVER_USER}' user cannot reach {self.home} (a parent folder is "
-                "closed to other users)",
+                f"the '{_SERVER_USER}' user cannot reach {self.home}",
                 "set TURNLOG_STATE_DIR to a folder every user can traverse, "
-                "e.g. TURNLOG_STATE_DIR=/var/tmp/turnlog",
+                "e.g. TURNLOG_STATE_DIR=/var/lib/turnlog/state",
             )
+
+    def _server_user_reaches(self, path: Path) -> bool:
+        probe = ["test", "-x", str(path), "-a", "-w", str(path)]
+        return subprocess.run(self._as_server_user(probe), check=False).returncode == 0
 
     def _initdb(self, bin_dir: Path) -> None:
         if (self.data_dir / "PG_VERSION").exists():
