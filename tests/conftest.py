@@ -42,8 +42,7 @@ def stack(stack_settings: StackSettings) -> Iterator[Stack]:
     """The real Kafka + PostgreSQL (+ chDB DDL), started here if it is not running."""
     stack = Stack(stack_settings)
     started_here = not stack.is_up()
-    if started_here:
-        stack.up(report=lambda line: None)
+    stack.up(report=lambda line: None)  # idempotent: starts what is down, provisions
     yield stack
     if started_here and os.environ.get("TURNLOG_KEEP_STACK") != "1":
         stack.down(report=lambda line: None)

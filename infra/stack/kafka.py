@@ -174,13 +174,12 @@ class Kafka:
         self._format_storage(config)
         heap = self.settings.kafka_heap
         jvm = (f"-Xmx{heap}", f"-Xms{min_heap(heap)}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20")
-        process = spawn_detached(
-            self._java("kafka.Kafka", str(config), jvm=jvm),
-            log_path=self.logs_dir / "stdout.log",
+        pid = spawn_detached(
+            self._java("kafka.Kafka", str(config), jvm=jvm), log_path=self.logs_dir / "stdout.log"
         )
-        self.pidfile.write(process.pid)
-        waited = self._wait_ready(process.pid)
-        return f"started (pid {process.pid}) in {waited:.1f} s"
+        self.pidfile.write(pid)
+        waited = self._wait_ready(pid)
+        return f"started (pid {pid}) in {waited:.1f} s"
 
     def _wait_ready(self, pid: int) -> float:
         s = self.settings

@@ -6,7 +6,6 @@ import contextlib
 import os
 import signal
 import socket
-import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -74,21 +73,23 @@ def spawn_detached(
     argv: Sequence[str],
     *,
     log_path: Path,
-    cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
-) -> subprocess.Popen[bytes]:
-    """Start a child in its own session, so it outlives the launcher and Ctrl-C of it."""
+) -> int:
+    """Start a child in its own session, so it outlives the launcher and Ctrl-C of it.
+
+    Returns its pid. No ``Popen`` is kept: the launcher finds the child again through
+    its pid file, and ``stop_pid`` reaps it when we are still its parent.
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
-        return subprocess.Popen(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=cwd,
-            env=dict(env) if env is not None else None,
-            start_new_session=True,
-        )
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
+        (os.POSIX_SPAWN_DUP2, 1, 2),
+    ]
+    return os.posix_spawnp(
+        argv[0], list(argv), dict(env if env is not None else os.environ),
+        file_actions=actions, setsid=True,
+    )
 
 
 def stop_pid(pid: int, *, timeout: float) -> bool:

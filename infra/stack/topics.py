@@ -9,7 +9,14 @@ from dataclasses import dataclass
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from infra.stack.errors import StackError
 from schemas.topics import TopicSpec
+
+_TOPIC_ALREADY_EXISTS = 36  # a concurrent creator won; the declared configs still apply
+
+
+class TopicProvisioningError(StackError):
+    """The broker refused to create or reconfigure a declared topic."""
 
 
 @dataclass(frozen=True)
@@ -62,13 +69,19 @@ async def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec]) -> list[str]
         changes: list[str] = []
         missing = [s for s in specs if s.name not in existing]
         if missing:
-            await admin.create_topics(
+            response = await admin.create_topics(
                 [
                     NewTopic(s.name, s.partitions, s.replication_factor,
                              topic_configs=dict(s.configs))
                     for s in missing
                 ]
             )
+            failures = [f"{name}: {message} (error {code})"
+                        for name, code, message in response.topic_errors
+                        if code not in (0, _TOPIC_ALREADY_EXISTS)]
+            if failures:
+                raise TopicProvisioningError("cannot create topics: " + "; ".join(failures))
+            await _wait_visible(admin, [s.name for s in missing])
             changes += [f"created {s.name} ({s.partitions} partitions)" for s in missing]
         for spec in specs:
             state = existing.get(spec.name)
@@ -82,10 +95,38 @@ async def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec]) -> list[str]
                 await admin.alter_configs(
                     [ConfigResource(ConfigResourceType.TOPIC, spec.name, dict(spec.configs))]
                 )
+                await wait_for_configs(admin, spec.name, spec.configs)
                 changes.append(f"{spec.name}: configs reset ({', '.join(sorted(drift))})")
         return changes
     finally:
         await admin.close()
+
+
+async def _wait_visible(admin: AIOKafkaAdminClient, names: list[str]) -> None:
+    """Created topics reach the brokers' metadata a moment after the controller says so."""
+    try:
+        async with asyncio.timeout(15):
+            while True:  # polling the broker: there is no event to wait on
+                if set(names) <= set(await admin.list_topics()):
+                    return
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise TopicProvisioningError(f"created topics did not appear: {names}") from None
+
+
+async def wait_for_configs(
+    admin: AIOKafkaAdminClient, name: str, configs: Mapping[str, str]
+) -> None:
+    """A config change is answered by the controller before the broker applies it."""
+    try:
+        async with asyncio.timeout(15):
+            while True:  # polling the broker: there is no event to wait on
+                state = (await describe_topics(admin, [name]))[name]
+                if all(state.configs.get(k) == v for k, v in configs.items()):
+                    return
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise TopicProvisioningError(f"{name}: configs {dict(configs)} did not apply") from None
 
 
 async def read_topics(bootstrap: str, names: Iterable[str]) -> dict[str, TopicState]:

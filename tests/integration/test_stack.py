@@ -16,7 +16,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from infra.stack.config import StackSettings
 from infra.stack.stack import Stack
-from infra.stack.topics import ensure_topics, read_topics
+from infra.stack.topics import ensure_topics, read_topics, wait_for_configs
 from projections.clickhouse.migrate import migrate_clickhouse
 from projections.clickhouse.store import AnalyticsStore, ChdbStore
 from projections.postgres.migrate import migrate_postgres
@@ -46,11 +46,12 @@ def test_ensure_topics_is_idempotent_and_repairs_drift(
     async def drift() -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
         await admin.start()
+        drifted = {**events.configs, "retention.ms": "1000"}
         try:
             await admin.alter_configs(
-                [ConfigResource(ConfigResourceType.TOPIC, events.name,
-                                {**events.configs, "retention.ms": "1000"})]
+                [ConfigResource(ConfigResourceType.TOPIC, events.name, drifted)]
             )
+            await wait_for_configs(admin, events.name, drifted)
         finally:
             await admin.close()
 

@@ -40,8 +40,11 @@ def test_applies_in_version_order_then_nothing(tmp_path: Path) -> None:
     second = migrate(target, load_migrations(tmp_path))
 
     assert [m.version for m in first] == [1, 2]
-    assert target.executed == ["CREATE TABLE a (x int)", "CREATE INDEX i ON a (x)",
-                               "CREATE TABLE b (x int)"]
+    assert target.executed == [
+        "CREATE TABLE a (x int)",
+        "CREATE INDEX i ON a (x)",
+        "CREATE TABLE b (x int)",
+    ]
     assert second == []
 
 

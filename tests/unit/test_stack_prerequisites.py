@@ -41,9 +41,7 @@ def test_missing_java_is_named(empty_path: Path) -> None:
     assert "openjdk-17" in info.value.fix
 
 
-def test_missing_maven_is_named_when_jars_are_not_cached(
-    empty_path: Path, tmp_path: Path
-) -> None:
+def test_missing_maven_is_named_when_jars_are_not_cached(empty_path: Path, tmp_path: Path) -> None:
     kafka = Kafka(StackSettings(state_dir=tmp_path / "state", cache_dir=tmp_path / "cache"))
     with pytest.raises(PrerequisiteError, match="Maven is not installed") as info:
         kafka.ensure_jars()

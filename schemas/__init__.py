@@ -1,0 +1,86 @@
+"""Turnlog's event catalog: the CloudEvents envelope, one frozen payload model per event
+type, the codec, Kafka topic specs, and the JSON Schema export with its compatibility check.
+
+The single source of truth for every producer and consumer. Imports nothing from Kafka,
+databases or LiveKit.
+"""
+
+from __future__ import annotations
+
+from schemas.base import EventPayload, ModelInfo, Record, TurnScoped, UtcDatetime
+from schemas.catalog import (
+    CATALOG,
+    EVENT_TYPES,
+    Catalog,
+    Upcaster,
+    lookup,
+    register_upcaster,
+)
+from schemas.codec import MAX_EVENT_BYTES, decode, encode, new_event
+from schemas.compat import check_compatible
+from schemas.envelope import (
+    STRUCTURED_CONTENT_TYPE,
+    CloudEvent,
+    Envelope,
+    agent_source,
+    derived_event_id,
+    stream_source,
+)
+from schemas.errors import (
+    EventTooLargeError,
+    IncompatibleSchemaError,
+    InvalidPayloadError,
+    MalformedEventError,
+    SchemaError,
+    UnknownEventTypeError,
+    UnsupportedSpecVersionError,
+)
+from schemas.events import *  # noqa: F403  (the payload models, listed in events.__all__)
+from schemas.events import __all__ as _payload_names
+from schemas.topics import (
+    DLQ_TOPIC,
+    EVENTS_TOPIC,
+    SESSIONS_TOPIC,
+    TURNS_TOPIC,
+    TopicSpec,
+    topic_specs,
+)
+
+__all__ = [
+    "CATALOG",
+    "DLQ_TOPIC",
+    "EVENTS_TOPIC",
+    "EVENT_TYPES",
+    "MAX_EVENT_BYTES",
+    "SESSIONS_TOPIC",
+    "STRUCTURED_CONTENT_TYPE",
+    "TURNS_TOPIC",
+    "Catalog",
+    "CloudEvent",
+    "Envelope",
+    "EventPayload",
+    "EventTooLargeError",
+    "IncompatibleSchemaError",
+    "InvalidPayloadError",
+    "MalformedEventError",
+    "ModelInfo",
+    "Record",
+    "SchemaError",
+    "TopicSpec",
+    "TurnScoped",
+    "UnknownEventTypeError",
+    "UnsupportedSpecVersionError",
+    "Upcaster",
+    "UtcDatetime",
+    "agent_source",
+    "check_compatible",
+    "decode",
+    "derived_event_id",
+    "encode",
+    "lookup",
+    "new_event",
+    "register_upcaster",
+    "stream_source",
+    "topic_specs",
+    *_payload_names,
+]

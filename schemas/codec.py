@@ -1,0 +1,165 @@
+"""Build, encode and decode events.
+
+`encode` is on the gateway's hot path: pydantic-core serializes the envelope and payload
+in one call. `decode` checks the size before it parses anything, then the envelope fields
+it needs to pick a model, then the payload, then the rest of the envelope, so each failure
+gets its own typed error.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Final, TypeVar
+
+import pydantic_core
+import uuid_utils
+from pydantic import ValidationError
+
+from schemas.base import EventPayload
+from schemas.catalog import CATALOG, Catalog
+from schemas.envelope import SPEC_VERSION, CloudEvent
+from schemas.errors import (
+    EventTooLargeError,
+    InvalidPayloadError,
+    MalformedEventError,
+    UnknownEventTypeError,
+    UnsupportedSpecVersionError,
+    describe_validation_error,
+    summarize,
+)
+
+MAX_EVENT_BYTES: Final = 1024 * 1024
+"""Largest encoded event, envelope included, that Turnlog writes or reads."""
+
+P = TypeVar("P", bound=EventPayload)
+
+
+def new_event(
+    payload: P,
+    *,
+    session_id: str,
+    sequence: int,
+    source: str,
+    subject: str,
+    time: datetime | None = None,
+    event_id: str | None = None,
+) -> CloudEvent[P]:
+    """Wrap `payload` in an envelope. `time` defaults to now, `event_id` to a new UUIDv7;
+    `MalformedEventError` names any invalid envelope field (naive time, sequence < 1...)."""
+    try:
+        return CloudEvent(
+            specversion=SPEC_VERSION,
+            id=event_id if event_id is not None else str(uuid_utils.uuid7()),
+            source=source,
+            type=payload.TYPE,
+            time=time if time is not None else datetime.now(UTC),
+            subject=subject,
+            sessionid=session_id,
+            sequence=sequence,
+            partitionkey=session_id,
+            data=payload,
+        )
+    except ValidationError as error:
+        raise MalformedEventError(
+            f"invalid envelope for {payload.TYPE}: " + summarize(describe_validation_error(error)),
+            event_type=payload.TYPE,
+            event_id=event_id,
+        ) from error
+
+
+def encode(event: CloudEvent[Any]) -> bytes:
+    """Compact UTF-8 JSON of the whole event; `EventTooLargeError` over `MAX_EVENT_BYTES`."""
+    body = type(event).__pydantic_serializer__.to_json(event)
+    if len(body) > MAX_EVENT_BYTES:
+        raise EventTooLargeError(
+            size=len(body), limit=MAX_EVENT_BYTES, event_type=event.type, event_id=event.id
+        )
+    return body
+
+
+def decode(body: bytes, *, catalog: Catalog = CATALOG) -> CloudEvent[EventPayload]:
+    """Parse and validate one event, upcasting superseded types.
+
+    Unknown fields, in the envelope or the payload, are ignored: a newer minor may have
+    added them. Raises `EventTooLargeError`, `MalformedEventError`,
+    `UnsupportedSpecVersionError`, `UnknownEventTypeError` or `InvalidPayloadError`.
+    """
+    if len(body) > MAX_EVENT_BYTES:
+        raise EventTooLargeError(size=len(body), limit=MAX_EVENT_BYTES)
+    raw = _parse_object(body)
+    event_id = raw.get("id") if isinstance(raw.get("id"), str) else None
+
+    specversion = raw.get("specversion")
+    if specversion is None:
+        raise MalformedEventError("envelope field 'specversion' is missing", event_id=event_id)
+    if specversion != SPEC_VERSION:
+        raise UnsupportedSpecVersionError(
+            f"unsupported CloudEvents specversion {specversion!r}, expected {SPEC_VERSION!r}",
+            event_id=event_id,
+        )
+    stored_type = raw.get("type")
+    if not isinstance(stored_type, str):
+        raise MalformedEventError(
+            "envelope field 'type' is missing or not a string", event_id=event_id
+        )
+    if "data" not in raw:
+        raise MalformedEventError(
+            f"envelope field 'data' is missing ({stored_type})",
+            event_type=stored_type,
+            event_id=event_id,
+        )
+
+    event_type, data = catalog.upcast(stored_type, raw["data"])
+    try:
+        model = catalog.lookup(event_type)
+    except UnknownEventTypeError as error:
+        error.event_id = event_id
+        raise
+    try:
+        payload = model.model_validate(data, extra="ignore")
+    except ValidationError as error:
+        problems = describe_validation_error(error, prefix="data")
+        raise InvalidPayloadError(
+            f"invalid payload for {event_type}: {summarize(problems)}",
+            problems=problems,
+            event_type=event_type,
+            event_id=event_id,
+        ) from error
+
+    raw["type"] = event_type
+    raw["data"] = payload
+    try:
+        return CloudEvent.model_validate(raw, extra="ignore")
+    except ValidationError as error:
+        raise MalformedEventError(
+            f"invalid envelope of {event_type}: " + summarize(describe_validation_error(error)),
+            event_type=event_type,
+            event_id=event_id,
+        ) from error
+
+
+def _parse_object(body: bytes) -> dict[str, Any]:
+    try:
+        raw = pydantic_core.from_json(body, allow_inf_nan=False)
+    except ValueError as error:
+        try:
+            bytes(body).decode("utf-8")
+        except UnicodeDecodeError as utf8_error:
+            raise MalformedEventError(
+                f"event body is not valid UTF-8: byte {utf8_error.start}: {utf8_error.reason}"
+            ) from error
+        raise MalformedEventError(f"event body is not JSON: {error}") from error
+    if not isinstance(raw, dict):
+        kind = _JSON_KINDS.get(type(raw), type(raw).__name__)
+        raise MalformedEventError(f"event body is a JSON {kind}, expected an object")
+    return raw
+
+
+_JSON_KINDS: Final = {
+    list: "array",
+    str: "string",
+    int: "number",
+    float: "number",
+    bool: "boolean",
+    type(None): "null",
+}

@@ -1,0 +1,120 @@
+"""Records the stream processors derive from the log, for `turnlog.turns` and
+`turnlog.sessions`.
+
+They travel in the same CloudEvents envelope as the log's events. Their `source` is
+`/streams/{app}/{processor}`, their `sequence` is the sequence of the source event that
+produced the record (so a rebuild reproduces it; gaps are expected), and their `id` comes
+from `envelope.derived_event_id`, deterministic for the same reason.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal, TypeAlias
+
+from pydantic import Field
+
+from schemas.base import EventPayload, ModelInfo, UtcDatetime
+from schemas.events.session import CloseReason
+
+SessionStatus: TypeAlias = Literal["active", "closed", "failed"]
+"""`active` until `session.closed`; then `closed`, or `failed` when it closed on an error."""
+
+
+class TurnCompleted(EventPayload):
+    """One completed conversational turn, a user message and the agent's answer, with its
+    latency breakdown (topic `turnlog.turns`). Latencies in seconds, None when LiveKit did
+    not measure them (e.g. a text-only turn has no transcription delay)."""
+
+    TYPE: ClassVar[str] = "turnlog.turn.completed.v1"
+
+    turn_id: str
+    """Id of the turn, as on the turn's events."""
+    interrupted: bool
+    """Whether the user interrupted the agent's answer."""
+    user_text: str | None = None
+    """The user's final transcript; None for a turn the agent started."""
+    assistant_text: str | None = None
+    """What the agent said (up to the interruption, if any)."""
+    user_item_id: str | None = None
+    """Chat item id of the user message."""
+    assistant_item_id: str | None = None
+    """Chat item id of the assistant message."""
+    agent_id: str | None = None
+    """Id of the `Agent` that answered."""
+    language: str | None = None
+    """Language of the user's transcript, BCP-47."""
+    transcript_confidence: float | None = None
+    """STT confidence of the user's transcript, 0 to 1."""
+    user_started_speaking_at: UtcDatetime | None = None
+    """When the user started speaking (UTC)."""
+    user_stopped_speaking_at: UtcDatetime | None = None
+    """When the user stopped speaking (UTC)."""
+    agent_started_speaking_at: UtcDatetime | None = None
+    """When the agent started speaking its answer (UTC)."""
+    end_of_turn_delay: float | None = None
+    """Seconds from the end of the user's speech to the end-of-turn decision
+    (end-of-utterance delay)."""
+    transcription_delay: float | None = None
+    """Seconds from the end of the user's speech to the final transcript (STT time to
+    final)."""
+    on_user_turn_completed_delay: float | None = None
+    """Seconds spent in the developer's `Agent.on_user_turn_completed`."""
+    llm_node_ttft: float | None = None
+    """Seconds until the LLM returned its first token."""
+    llm_node_ttfs: float | None = None
+    """Seconds from LLM generation start to the first sentence reaching the TTS."""
+    tts_node_ttfb: float | None = None
+    """Seconds until the TTS returned its first audio, after the first text was sent."""
+    playback_latency: float | None = None
+    """Seconds from forwarding the first audio frame to playback start."""
+    e2e_latency: float | None = None
+    """Seconds from the end of the user's speech to the agent starting to respond (total
+    response latency)."""
+    tool_call_count: int = Field(default=0, ge=0)
+    """Function tool calls made while answering."""
+    stt: ModelInfo | None = None
+    """Speech-to-text provider and model of the turn."""
+    llm: ModelInfo | None = None
+    """LLM provider and model of the turn."""
+    tts: ModelInfo | None = None
+    """Text-to-speech provider and model of the turn."""
+
+
+class SessionSummarized(EventPayload):
+    """The state of one session so far (topic `turnlog.sessions`, compacted by session id:
+    the latest record of a session replaces the earlier ones)."""
+
+    TYPE: ClassVar[str] = "turnlog.session.summarized.v1"
+
+    room_name: str
+    """Name of the room (also the envelope `subject`)."""
+    agent_name: str
+    """Name the worker registered; empty for automatic dispatch."""
+    started_at: UtcDatetime
+    """When the session started (UTC)."""
+    status: SessionStatus
+    """Where the session is in its life."""
+    ended_at: UtcDatetime | None = None
+    """When the session closed (UTC); None while active."""
+    duration: float | None = None
+    """Seconds from start to close; None while active."""
+    close_reason: CloseReason | None = None
+    """Why the session closed; None while active."""
+    room_sid: str | None = None
+    """LiveKit room sid."""
+    job_id: str | None = None
+    """LiveKit job id."""
+    worker_id: str | None = None
+    """LiveKit worker id."""
+    agent_ids: tuple[str, ...] = ()
+    """Ids of the `Agent`s that ran, in order of first activation (handoffs add more)."""
+    participants: tuple[str, ...] = ()
+    """Identities of the participants that joined, in order of first join."""
+    turn_count: int = Field(default=0, ge=0)
+    """Completed turns."""
+    interruption_count: int = Field(default=0, ge=0)
+    """Agent answers the user interrupted."""
+    tool_call_count: int = Field(default=0, ge=0)
+    """Function tool calls executed."""
+    error_count: int = Field(default=0, ge=0)
+    """Errors reported (`error` events)."""

@@ -1,0 +1,99 @@
+"""Kafka topics of Turnlog: names, partitions and configs, for whoever creates them.
+
+Replication factor 1: the local stack runs a single broker. Every topic is keyed by
+session id, so a session's records stay ordered within one partition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Final
+
+from schemas.codec import MAX_EVENT_BYTES
+
+EVENTS_TOPIC: Final = "turnlog.events"
+TURNS_TOPIC: Final = "turnlog.turns"
+SESSIONS_TOPIC: Final = "turnlog.sessions"
+DLQ_TOPIC: Final = "turnlog.events.dlq"
+
+MAX_MESSAGE_BYTES: Final = 2 * MAX_EVENT_BYTES
+"""`max.message.bytes` of the event topics: a record batch holding one event of
+`MAX_EVENT_BYTES` also carries its key, headers and batch overhead, so 1 MiB is not enough.
+Producers must raise their request size to match (aiokafka's `max_request_size` defaults to
+exactly 1 MiB)."""
+
+DLQ_MAX_MESSAGE_BYTES: Final = 8 * MAX_EVENT_BYTES
+"""`max.message.bytes` of the DLQ: room for a rejected body of a few MiB (anything the events
+topic accepted, or an oversized body a producer set aside) plus the reason headers."""
+
+TURNS_RETENTION_MS: Final = 30 * 24 * 60 * 60 * 1000
+"""30 days. `turnlog.turns` is derived: it can be rebuilt from `turnlog.events` at any
+time, and the turns read model in ClickHouse keeps the history, so it need not grow
+forever."""
+
+_UNLIMITED: Final = "-1"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """What a topic must look like: name, partition count, replication and configs."""
+
+    name: str
+    partitions: int
+    replication_factor: int
+    configs: Mapping[str, str]
+
+
+def topic_specs(prefix: str = "") -> list[TopicSpec]:
+    """The four topics, each name prefixed with `prefix` (e.g. a test run's id)."""
+    return [
+        _spec(
+            prefix + EVENTS_TOPIC,
+            partitions=12,
+            configs={
+                "cleanup.policy": "delete",
+                "retention.ms": _UNLIMITED,  # the log is the source of truth
+                "retention.bytes": _UNLIMITED,
+                "max.message.bytes": str(MAX_MESSAGE_BYTES),
+            },
+        ),
+        _spec(
+            prefix + TURNS_TOPIC,
+            partitions=12,
+            configs={
+                "cleanup.policy": "delete",
+                "retention.ms": str(TURNS_RETENTION_MS),
+                "retention.bytes": _UNLIMITED,
+                "max.message.bytes": str(MAX_MESSAGE_BYTES),
+            },
+        ),
+        _spec(
+            prefix + SESSIONS_TOPIC,
+            partitions=12,
+            configs={
+                "cleanup.policy": "compact",  # the latest summary per session id
+                "max.message.bytes": str(MAX_MESSAGE_BYTES),
+            },
+        ),
+        _spec(
+            prefix + DLQ_TOPIC,
+            partitions=3,
+            configs={
+                "cleanup.policy": "delete",
+                "retention.ms": _UNLIMITED,  # a rejected event is evidence: keep it
+                "retention.bytes": _UNLIMITED,
+                "max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES),
+            },
+        ),
+    ]
+
+
+def _spec(name: str, *, partitions: int, configs: dict[str, str]) -> TopicSpec:
+    return TopicSpec(
+        name=name,
+        partitions=partitions,
+        replication_factor=1,
+        configs=MappingProxyType(configs),
+    )

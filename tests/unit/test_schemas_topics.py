@@ -1,0 +1,78 @@
+"""Topic specs: the four topics of DESIGN.md with their configs."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from schemas import (
+    DLQ_TOPIC,
+    EVENTS_TOPIC,
+    MAX_EVENT_BYTES,
+    SESSIONS_TOPIC,
+    TURNS_TOPIC,
+    TopicSpec,
+    topic_specs,
+)
+
+pytestmark = pytest.mark.unit
+
+
+def _by_name(prefix: str = "") -> dict[str, TopicSpec]:
+    return {spec.name: spec for spec in topic_specs(prefix)}
+
+
+def test_the_four_topics() -> None:
+    assert list(_by_name()) == [EVENTS_TOPIC, TURNS_TOPIC, SESSIONS_TOPIC, DLQ_TOPIC]
+    assert (EVENTS_TOPIC, TURNS_TOPIC, SESSIONS_TOPIC, DLQ_TOPIC) == (
+        "turnlog.events",
+        "turnlog.turns",
+        "turnlog.sessions",
+        "turnlog.events.dlq",
+    )
+    for spec in topic_specs():
+        assert spec.replication_factor == 1
+        assert all(isinstance(value, str) for value in spec.configs.values())
+
+
+def test_prefix_is_prepended() -> None:
+    assert list(_by_name("t123-")) == [f"t123-{name}" for name in _by_name()]
+
+
+def test_the_log_keeps_everything_and_fits_the_largest_event() -> None:
+    events = _by_name()[EVENTS_TOPIC]
+    assert events.partitions == 12
+    assert events.configs["retention.ms"] == "-1"
+    assert events.configs["retention.bytes"] == "-1"
+    assert events.configs["cleanup.policy"] == "delete"
+    assert int(events.configs["max.message.bytes"]) >= 2 * MAX_EVENT_BYTES
+
+
+def test_turns_are_kept_thirty_days() -> None:
+    turns = _by_name()[TURNS_TOPIC]
+    assert turns.partitions == 12
+    assert turns.configs["retention.ms"] == str(30 * 24 * 3600 * 1000)
+    assert int(turns.configs["max.message.bytes"]) > MAX_EVENT_BYTES
+
+
+def test_sessions_are_compacted() -> None:
+    sessions = _by_name()[SESSIONS_TOPIC]
+    assert sessions.partitions == 12
+    assert sessions.configs["cleanup.policy"] == "compact"
+
+
+def test_dlq_keeps_everything_and_fits_an_oversized_body() -> None:
+    dlq = _by_name()[DLQ_TOPIC]
+    assert dlq.partitions == 3
+    assert dlq.configs["retention.ms"] == "-1"
+    assert dlq.configs["retention.bytes"] == "-1"
+    assert int(dlq.configs["max.message.bytes"]) >= 4 * MAX_EVENT_BYTES
+
+
+def test_specs_are_immutable() -> None:
+    spec = topic_specs()[0]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.partitions = 1  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        spec.configs["retention.ms"] = "1"  # type: ignore[index]
