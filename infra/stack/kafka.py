@@ -142,7 +142,8 @@ class Kafka:
             return
         cluster_id = _cluster_id()
         result = subprocess.run(
-            self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)),
+            self._java("kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
+                       "--config", str(config)),
             capture_output=True, text=True, check=False,
         )
         if result.returncode != 0:

@@ -17,6 +17,7 @@ from infra.stack.errors import ComponentFailedError
 from infra.stack.kafka import Kafka
 from infra.stack.postgres import Postgres
 from infra.stack.topics import ensure_topics
+from projections.clickhouse.store import chdb_owner
 from projections.migrations import Migration
 from projections.postgres.migrate import migrate_postgres
 from schemas.topics import topic_specs
@@ -93,11 +94,9 @@ class Stack:
         if not url.startswith("chdb://"):
             return ComponentStatus("clickhouse", True, url, detail="server (not managed here)")
         path = self.settings.state_dir / "clickhouse"
-        exists = (path / "metadata").is_dir()
-        lock = path / ".turnlog-owner.lock"
-        owner = lock.read_text().strip() if lock.exists() else ""
-        detail = "embedded chDB" + (f", last opened by {owner}" if owner else "")
-        return ComponentStatus("clickhouse", exists, url, detail=detail)
+        owner = chdb_owner(path)
+        detail = "embedded chDB, " + (f"owned by pid {owner}" if owner else "no owner now")
+        return ComponentStatus("clickhouse", (path / "metadata").is_dir(), url, owner, detail)
 
     def down(self, report: Report = print) -> None:
         with ThreadPoolExecutor(max_workers=len(self.components)) as pool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -133,6 +134,25 @@ def connect(url: str) -> AnalyticsStore:
     raise AnalyticsStoreError(
         f"unsupported ClickHouse URL scheme {parts.scheme!r}: use chdb:///path or http(s)://host:port"
     )
+
+
+def chdb_owner(path: Path) -> int | None:
+    """The pid of the process that holds the chDB folder open, or None when nobody does."""
+    try:
+        fd = os.open(path / _LOCK_NAME, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        text = os.pread(fd, 64, 0).decode(errors="replace")
+        match = re.match(r"pid (\d+)", text)
+        return int(match.group(1)) if match else -1
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
 
 
 def _acquire_owner_lock(path: Path) -> int:

@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -15,6 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from infra.stack.config import StackSettings
+from infra.stack.kafka import Kafka
 from infra.stack.stack import Stack
 from infra.stack.topics import ensure_topics, read_topics, wait_for_configs
 from projections.clickhouse.migrate import migrate_clickhouse
@@ -241,3 +243,17 @@ async def _consume_all(bootstrap: str, topic: str) -> list[bytes]:
         return [r.value for records in batches.values() for r in records if r.value is not None]
     finally:
         await consumer.stop()
+
+
+def test_storage_format_accepts_a_cluster_id_that_starts_with_a_dash(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Random ids are URL-safe base64: one in 64 starts with '-' (regression)."""
+    settings = StackSettings(state_dir=tmp_path, cache_dir=stack.settings.cache_dir)
+    kafka = Kafka(settings)
+    monkeypatch.setattr("infra.stack.kafka._cluster_id", lambda: "-" + "A" * 21)
+
+    kafka._format_storage(kafka._write_config())
+
+    meta = (kafka.data_dir / "meta.properties").read_text()
+    assert "cluster.id=-AAAAAAAAAAAAAAAAAAAAA" in meta
