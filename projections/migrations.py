@@ -70,8 +70,8 @@ class MigrationTarget(Protocol):
         """Version -> checksum of what this target has applied."""
         ...
 
-    def apply(self, migration: Migration) -> None:
-        """Apply one migration and record it."""
+    def apply(self, migration: Migration) -> bool:
+        """Apply one migration and record it; False when another migrator already had."""
         ...
 
 
@@ -94,8 +94,6 @@ def pending(applied: dict[int, str], migrations: Sequence[Migration]) -> list[Mi
 
 
 def migrate(target: MigrationTarget, migrations: Iterable[Migration]) -> list[Migration]:
-    """Apply what is pending, in order; return what was applied now (empty: a no-op)."""
+    """Apply what is pending, in order; return what this call applied (empty: a no-op)."""
     todo = pending(target.applied(), list(migrations))
-    for migration in todo:
-        target.apply(migration)
-    return todo
+    return [migration for migration in todo if target.apply(migration)]

@@ -40,13 +40,15 @@ class ClickHouseMigrations:
         )
         return {int(version): str(checksum) for version, checksum in rows}
 
-    def apply(self, migration: Migration) -> None:
+    def apply(self, migration: Migration) -> bool:
+        # One DDL owner per store (chDB: one process; a server: the launcher), so no race.
         for statement in migration.statements():
             self.store.command(statement.replace("{db}", self.db))
         self.store.command(
             f"INSERT INTO {self.db}.schema_migrations (version, name, checksum) VALUES "
             f"({migration.version}, '{migration.name}', '{migration.checksum}')"
         )
+        return True
 
 
 def migrate_clickhouse(store: AnalyticsStore, *, database: str) -> list[Migration]:

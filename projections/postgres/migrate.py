@@ -38,7 +38,7 @@ class PostgresMigrations:
             cur.execute("SELECT version, checksum FROM schema_migrations")
             return {int(v): str(c) for v, c in cur.fetchall()}  # type: ignore[call-overload]
 
-    def apply(self, migration: Migration) -> None:
+    def apply(self, migration: Migration) -> bool:
         with self.conn.transaction(), self.conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
             self._enter_schema(cur)
@@ -46,12 +46,13 @@ class PostgresMigrations:
                 "SELECT 1 FROM schema_migrations WHERE version = %s", (migration.version,)
             )
             if cur.fetchone():  # a concurrent migrator got here first
-                return
+                return False
             cur.execute(migration.sql.encode())  # one script: PL/pgSQL bodies may hold ';'
             cur.execute(
                 "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
                 (migration.version, migration.name, migration.checksum),
             )
+        return True
 
 
 def migrate_postgres(dsn: str, *, schema: str = "public") -> list[Migration]:

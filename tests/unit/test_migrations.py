@@ -22,9 +22,10 @@ class InMemoryTarget:
     def applied(self) -> dict[int, str]:
         return dict(self.records)
 
-    def apply(self, migration: Migration) -> None:
+    def apply(self, migration: Migration) -> bool:
         self.executed += migration.statements()
         self.records[migration.version] = migration.checksum
+        return True
 
 
 def write(folder: Path, name: str, text: str) -> None:
