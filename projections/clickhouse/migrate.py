@@ -6,20 +6,18 @@ ClickHouse has no transactional DDL, so every statement is written to be re-runn
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
+from projections.clickhouse.sql import quote_name
 from projections.clickhouse.store import AnalyticsStore
 from projections.migrations import Migration, load_migrations, migrate
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def quote_database(name: str) -> str:
-    if not _IDENTIFIER.match(name):
-        raise ValueError(f"ClickHouse database name {name!r} must match {_IDENTIFIER.pattern}")
-    return f"`{name}`"
+    """A database name as a quoted identifier; only plain names are accepted."""
+    return quote_name(name)
 
 
 class ClickHouseMigrations:
