@@ -37,7 +37,7 @@ from tests.unit.test_ch_sessions import as_records, minute_start, recorded_event
 
 pytestmark = pytest.mark.integration
 
-README = Path(ANALYST_QUERIES_FILE).parent / "README.md"
+README = Path(ANALYST_QUERIES_FILE).parents[2] / "README.md"  # the repository README
 
 
 @pytest.fixture
