@@ -18,6 +18,8 @@ command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
 # Offline speech synthesis for the agent: Festival with the HTS voice the recognizer hears best
 command -v text2wave >/dev/null 2>&1 || missing+=(festival)
 [[ -d /usr/share/festival/voices/us/cmu_us_slt_arctic_hts ]] || missing+=(festvox-us-slt-hts)
+# PortAudio: livekit-agents' `console` mode opens the sound device through it
+ldconfig -p 2>/dev/null | grep -q libportaudio.so.2 || missing+=(libportaudio2)
 if ((${#missing[@]})); then
   if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
     die "missing system packages: ${missing[*]}; install them with: sudo apt-get update && sudo apt-get install -y ${missing[*]}"

@@ -1,0 +1,133 @@
+"""Settings of the agent gateway worker, from environment variables.
+
+LiveKit's variables keep LiveKit's names (`LIVEKIT_URL`, `LIVEKIT_API_KEY`,
+`LIVEKIT_API_SECRET`); ours start with `TURNLOG_`. Every default works with the local stack
+and the LiveKit dev server, except the two LiveKit credentials, which must be set (the dev
+server uses `devkey` / `secret`). Loaded by `load_gateway_settings()`, never at import.
+
+This module imports neither LiveKit nor prometheus-client: `__main__` loads the settings
+before either is imported, because the Prometheus multiprocess directory must be in the
+environment by then.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Final
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from agent_gateway.errors import ConfigurationError
+from schemas.topics import EVENTS_TOPIC
+
+REPO_ROOT: Final = Path(__file__).resolve().parents[1]
+
+_PLACEHOLDERS: Final = frozenset(
+    {"changeme", "change-me", "change_me", "placeholder", "replaceme", "replace-me", "todo"}
+)
+_PLACEHOLDER_RE: Final = re.compile(r"^(<.*>|x{3,}|\*{3,}|\.{3}|your[-_ ].*)$", re.IGNORECASE)
+_URL_SCHEMES: Final = ("ws://", "wss://", "http://", "https://")
+
+
+class GatewaySettings(BaseSettings):
+    """Everything the worker and its job processes read from the environment."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    livekit_url: str = Field("ws://127.0.0.1:7880", validation_alias="LIVEKIT_URL")
+    """LiveKit server URL the worker registers with (`ws(s)://` or `http(s)://`)."""
+    livekit_api_key: SecretStr = Field(validation_alias="LIVEKIT_API_KEY")
+    """LiveKit API key; required (the dev server's is `devkey`)."""
+    livekit_api_secret: SecretStr = Field(validation_alias="LIVEKIT_API_SECRET")
+    """LiveKit API secret; required (the dev server's is `secret`)."""
+    agent_name: str = Field("turnlog-tutor", validation_alias="TURNLOG_AGENT_NAME")
+    """Name the worker registers for explicit dispatch; empty for automatic dispatch."""
+    kafka_bootstrap: str = Field(
+        "127.0.0.1:19092", min_length=1, validation_alias="TURNLOG_KAFKA_BOOTSTRAP"
+    )
+    """Kafka bootstrap servers, `host:port[,host:port...]`."""
+    topic_prefix: str = Field("", validation_alias="TURNLOG_TOPIC_PREFIX")
+    """Prepended to the topic name (tests use it to isolate themselves)."""
+    spool_dir: Path = Field(
+        REPO_ROOT / ".turnlog" / "spool", validation_alias="TURNLOG_SPOOL_DIR"
+    )
+    """Where the publisher spools events while Kafka is unreachable."""
+    queue_size: int = Field(10_000, ge=1, validation_alias="TURNLOG_PUBLISHER_QUEUE_SIZE")
+    """Events the publisher holds in memory before it spills to the spool."""
+    publisher_close_timeout: float = Field(
+        5.0, gt=0, validation_alias="TURNLOG_PUBLISHER_CLOSE_TIMEOUT"
+    )
+    """Seconds a job's shutdown waits for the publisher to deliver (the rest is spooled);
+    kept well under LiveKit's `shutdown_process_timeout`."""
+    metrics_port: int = Field(
+        9464, ge=0, le=65535, validation_alias="TURNLOG_GATEWAY_METRICS_PORT"
+    )
+    """Port of the worker's Prometheus endpoint (`/metrics`); 0 disables it."""
+    metrics_host: str = Field("127.0.0.1", validation_alias="TURNLOG_GATEWAY_METRICS_HOST")
+    """Address the Prometheus endpoint binds to; loopback unless you mean otherwise."""
+    health_host: str = Field("127.0.0.1", validation_alias="TURNLOG_GATEWAY_HEALTH_HOST")
+    """Address of LiveKit's worker health server (LiveKit's own default is all interfaces)."""
+    metrics_dir: Path = Field(
+        REPO_ROOT / ".turnlog" / "gateway-metrics",
+        validation_alias="TURNLOG_GATEWAY_METRICS_DIR",
+    )
+    """prometheus-client multiprocess directory shared by the worker and its job processes;
+    emptied when the worker starts."""
+
+    @property
+    def topic(self) -> str:
+        """The events topic, with the prefix."""
+        return self.topic_prefix + EVENTS_TOPIC
+
+    @field_validator("livekit_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not value.startswith(_URL_SCHEMES):
+            raise ValueError("must start with ws://, wss://, http:// or https://")
+        return value
+
+    @field_validator("livekit_api_key", "livekit_api_secret")
+    @classmethod
+    def _check_secret(cls, value: SecretStr) -> SecretStr:
+        if is_placeholder(value.get_secret_value()):
+            raise ValueError("is empty or a placeholder")
+        return value
+
+
+_ENV_NAMES: Final = {
+    name: field.validation_alias
+    for name, field in GatewaySettings.model_fields.items()
+    if isinstance(field.validation_alias, str)
+}
+
+
+def is_placeholder(value: str) -> bool:
+    """Whether a secret's value is empty or obviously not a real one (`changeme`, `<key>`,
+    `your-api-key`, `xxx`...)."""
+    stripped = value.strip()
+    return not stripped or stripped.lower() in _PLACEHOLDERS or bool(
+        _PLACEHOLDER_RE.match(stripped)
+    )
+
+
+def load_gateway_settings() -> GatewaySettings:
+    """Read the settings from the environment; `ConfigurationError` names every variable
+    that is missing, a placeholder or invalid (never its value)."""
+    try:
+        return GatewaySettings()
+    except ValidationError as error:
+        problems: list[str] = []
+        names: list[str] = []
+        for detail in error.errors(include_url=False, include_input=False):
+            field = str(detail["loc"][0]) if detail["loc"] else ""
+            name = _ENV_NAMES.get(field, field)
+            names.append(name)
+            if detail["type"] == "missing":
+                problems.append(f"{name} is not set")
+            else:
+                problems.append(f"{name}: {detail['msg'].removeprefix('Value error, ')}")
+        raise ConfigurationError(
+            "invalid gateway settings: " + "; ".join(problems), variables=tuple(names)
+        ) from None

@@ -1,0 +1,72 @@
+"""Shared pieces of the publisher benchmarks: a scratch topic, a scratch folder,
+realistic events, percentiles."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import statistics
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient
+
+from agent_gateway.publisher.testing import session_events
+from infra.stack.config import load_settings
+from infra.stack.topics import ensure_topics
+from schemas import EVENTS_TOPIC, CloudEvent, encode, topic_specs
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def interleaved_events(sessions: int, per_session: int) -> list[CloudEvent[Any]]:
+    """Events of `sessions` concurrent sessions, ~500 bytes each once encoded."""
+    groups = [session_events(f"bench-{uuid.uuid4().hex[:8]}-{n}", per_session)
+              for n in range(sessions)]
+    return [event for batch in zip(*groups, strict=True) for event in batch]
+
+
+def mean_size(events: Sequence[CloudEvent[Any]]) -> float:
+    return statistics.fmean(len(encode(e)) for e in events[::max(1, len(events) // 1000)])
+
+
+@contextmanager
+def scratch_topic(bootstrap: str) -> Iterator[str]:
+    """A fresh copy of the events topic, deleted afterwards."""
+    prefix = f"bench-{uuid.uuid4().hex[:8]}."
+    spec = next(s for s in topic_specs(prefix) if s.name == prefix + EVENTS_TOPIC)
+    asyncio.run(ensure_topics(bootstrap, [spec]))
+    try:
+        yield spec.name
+    finally:
+        asyncio.run(_delete_topic(bootstrap, spec.name))
+
+
+async def _delete_topic(bootstrap: str, name: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([name])
+    finally:
+        await admin.close()
+
+
+@contextmanager
+def scratch_dir(name: str) -> Iterator[Path]:
+    """A folder under the repository's `.turnlog/bench/`, removed afterwards."""
+    path = load_settings().state_dir / "bench" / f"{name}-{uuid.uuid4().hex[:8]}"
+    path.mkdir(parents=True)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,93 @@
+"""The job shutdown path on the real broker: the worker's `GatewayJob` records
+`session.closed` when the job ends before the session closed itself, exactly once and
+last, then closes the publisher without losing an event."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from livekit.agents import AgentSession
+
+from agent_gateway.agent import TutorAgent
+from agent_gateway.config import GatewaySettings
+from agent_gateway.providers import ProviderSettings, build_providers
+from agent_gateway.publisher import PublisherStats
+from agent_gateway.worker import GatewayJob
+from schemas import EVENTS_TOPIC, CloudEvent, SessionStarted, decode
+from tests.conftest import Topics
+
+pytestmark = pytest.mark.integration
+
+
+def gateway_settings(bootstrap: str, prefix: str, spool: Path) -> GatewaySettings:
+    return GatewaySettings.model_validate(
+        {
+            "LIVEKIT_API_KEY": "devkey",
+            "LIVEKIT_API_SECRET": "secret",
+            "TURNLOG_KAFKA_BOOTSTRAP": bootstrap,
+            "TURNLOG_TOPIC_PREFIX": prefix,
+            "TURNLOG_SPOOL_DIR": str(spool),
+        }
+    )
+
+
+async def shut_down_mid_session(settings: GatewaySettings) -> tuple[str, PublisherStats]:
+    job = GatewayJob(settings, job_id="AJ_stop", worker_id="AW_test", own_process=False)
+    await job.start()
+    providers = build_providers(ProviderSettings(stt="offline", llm="offline", tts="offline"))
+    job.providers.append(providers)
+    session: AgentSession[Any] = AgentSession(llm=providers.llm)
+    recorder = job.recorder(room_name="lesson-stop", secrets=())
+    started = SessionStarted(job_id="AJ_stop", agent_name=settings.agent_name,
+                             worker_id="AW_test")
+    recorder.start(session, started=started)
+    await session.start(TutorAgent(), capture_run=True)
+    await session.run(user_input="what is the capital of Italy")
+
+    await job.shutdown("parent process shutdown")  # the worker is being stopped
+    await session.aclose()  # LiveKit's own close, after: recorded no more
+    return recorder.session_id, job.publisher.stats()
+
+
+async def read_all(bootstrap: str, topic: str, session_id: str) -> list[CloudEvent[Any]]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    events: list[CloudEvent[Any]] = []
+    try:
+        async with asyncio.timeout(30):
+            while not events or events[-1].type != "turnlog.session.closed.v1":
+                batches = await consumer.getmany(timeout_ms=500)
+                records = sorted((r for rs in batches.values() for r in rs),
+                                 key=lambda r: (r.partition, r.offset))
+                events += [e for e in (decode(r.value) for r in records)
+                           if e.sessionid == session_id]
+        # anything after session.closed would arrive in the same partition, in order
+        extra = await consumer.getmany(timeout_ms=1000)
+        events += [decode(r.value) for rs in extra.values() for r in rs]
+    finally:
+        await consumer.stop()
+    return events
+
+
+def test_a_stopped_job_closes_its_session_once_and_last(
+    kafka_bootstrap: str, topics: Topics, tmp_path: Path
+) -> None:
+    settings = gateway_settings(kafka_bootstrap, topics.prefix, tmp_path / "spool")
+
+    session_id, stats = asyncio.run(shut_down_mid_session(settings))
+    events = asyncio.run(read_all(kafka_bootstrap, topics.name(EVENTS_TOPIC), session_id))
+
+    types = [e.type for e in events]
+    assert types[0] == "turnlog.session.started.v1"
+    assert types.count("turnlog.session.closed.v1") == 1
+    assert types[-1] == "turnlog.session.closed.v1"
+    assert events[-1].data.reason == "job_shutdown"
+    assert "turnlog.conversation.item_added.v1" in types
+    assert [e.sequence for e in events] == list(range(1, len(events) + 1))
+    assert (stats.dropped, stats.failed, stats.spooled) == (0, 0, 0)
+    assert stats.sent == len(events)

@@ -1,0 +1,219 @@
+"""The gateway's Prometheus metrics: what an event observes, and the worker's endpoint
+merging the samples job processes write in multiprocess mode."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from agent_gateway.metrics import GatewayMetrics, serve_metrics
+from schemas import (
+    ConversationItemAdded,
+    MessageMetrics,
+    MetricsCollected,
+    ModelInfo,
+    SessionClosed,
+    SttMetrics,
+    agent_source,
+    new_event,
+)
+from schemas.base import EventPayload
+
+pytestmark = pytest.mark.unit
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def event(payload: EventPayload) -> object:
+    return new_event(
+        payload, session_id="s", sequence=1, source=agent_source("a", "w"), subject="r"
+    )
+
+
+def test_a_reply_observes_llm_tts_and_e2e_latency() -> None:
+    registry = CollectorRegistry()
+    metrics = GatewayMetrics(registry)
+    reply = ConversationItemAdded(
+        item_id="i",
+        role="assistant",
+        text="x",
+        metrics=MessageMetrics(
+            llm_node_ttft=0.4,
+            tts_node_ttfb=0.2,
+            e2e_latency=1.3,
+            llm=ModelInfo(provider="openai", model="gpt-4.1-mini"),
+            tts=ModelInfo(provider="festival", model="slt"),
+        ),
+    )
+    question = ConversationItemAdded(
+        item_id="j",
+        role="user",
+        text="y",
+        metrics=MessageMetrics(transcription_delay=0.3, end_of_turn_delay=0.6),
+    )
+
+    metrics.observe(event(reply))  # type: ignore[arg-type]
+    metrics.observe(event(question))  # type: ignore[arg-type]
+
+    value = registry.get_sample_value
+    assert value("turnlog_agent_llm_ttft_seconds_sum",
+                 {"provider": "openai", "model": "gpt-4.1-mini"}) == 0.4
+    assert value("turnlog_agent_tts_ttfb_seconds_sum",
+                 {"provider": "festival", "model": "slt"}) == 0.2
+    assert value("turnlog_agent_e2e_latency_seconds_sum") == 1.3
+    assert value("turnlog_agent_stt_delay_seconds_sum", {"provider": "", "model": ""}) == 0.3
+    assert value("turnlog_agent_end_of_turn_delay_seconds_sum") == 0.6
+
+
+def test_streaming_stt_has_no_request_duration() -> None:
+    from datetime import UTC, datetime
+
+    registry = CollectorRegistry()
+    metrics = GatewayMetrics(registry)
+    now = datetime.now(UTC)
+    streamed = SttMetrics(timestamp=now, label="s", request_id="r", duration=0.0,
+                          audio_duration=2.0, streamed=True)
+    batch = SttMetrics(timestamp=now, label="s", request_id="r", duration=0.7,
+                       audio_duration=2.0, streamed=False, provider="openai", model="whisper")
+
+    metrics.observe(event(MetricsCollected(metrics=streamed)))  # type: ignore[arg-type]
+    metrics.observe(event(MetricsCollected(metrics=batch)))  # type: ignore[arg-type]
+    metrics.observe(event(SessionClosed(reason="error")))  # type: ignore[arg-type]
+
+    labels = {"component": "stt", "provider": "openai", "model": "whisper"}
+    assert registry.get_sample_value("turnlog_agent_request_seconds_count", labels) == 1.0
+    assert registry.get_sample_value(
+        "turnlog_gateway_sessions_closed_total", {"reason": "error"}
+    ) == 1.0
+
+
+JOB_PROCESS = textwrap.dedent(
+    """
+    from agent_gateway.metrics import GatewayMetrics
+    from schemas import ConversationItemAdded, MessageMetrics, agent_source, new_event
+
+    metrics = GatewayMetrics()
+    reply = ConversationItemAdded(
+        item_id="i", role="assistant", text="x", metrics=MessageMetrics(llm_node_ttft=0.25)
+    )
+    metrics.observe(new_event(reply, session_id="s", sequence=1,
+                              source=agent_source("a", "w"), subject="r"))
+    """
+)
+
+
+def test_the_endpoint_merges_what_exited_job_processes_recorded(tmp_path: Path) -> None:
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    for _ in range(2):  # two job processes, one after the other
+        subprocess.run([sys.executable, "-c", JOB_PROCESS], cwd=REPO, env=env, check=True)
+
+    server, thread = serve_metrics(host="127.0.0.1", port=0, directory=tmp_path)
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            body = response.read().decode()
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+    assert 'turnlog_agent_llm_ttft_seconds_count{model="",provider=""} 2.0' in body
+
+
+# -- the publisher's metrics, mirrored for the worker's endpoint
+
+
+def transcript(sequence: int) -> Any:
+    from schemas import UserTranscribed
+
+    return new_event(
+        UserTranscribed(transcript="hi", is_final=True),
+        session_id="s",
+        sequence=sequence,
+        source=agent_source("a", "w"),
+        subject="r",
+    )
+
+
+@pytest.mark.asyncio
+async def test_the_mirror_copies_counters_by_delta_and_gauges(tmp_path: Path) -> None:
+    from agent_gateway.metrics import RegistryMirror
+    from agent_gateway.publisher import Publisher, PublisherSettings
+
+    private, served = CollectorRegistry(), CollectorRegistry()
+    publisher = Publisher(PublisherSettings(spool_dir=tmp_path), registry=private)
+    mirror = RegistryMirror(private, target=served)
+    labels = {"type": "turnlog.user.transcribed.v1"}
+    try:
+        for sequence in (1, 2, 3):
+            publisher.publish(transcript(sequence))  # not started: they wait in the queue
+        mirror.sync()
+        first = served.get_sample_value("turnlog_gateway_events_enqueued_total", labels)
+        publisher.publish(transcript(4))
+        mirror.sync()
+        mirror.sync()
+    finally:
+        await publisher.aclose(timeout=1.0)
+
+    assert first == 3.0
+    assert served.get_sample_value("turnlog_gateway_events_enqueued_total", labels) == 4.0
+    assert served.get_sample_value("turnlog_gateway_queue_depth") == 4.0
+    assert served.get_sample_value("turnlog_gateway_events_dropped_total") == 0.0
+
+
+MIRRORED_JOB = textwrap.dedent(
+    """
+    import asyncio, os, sys
+    from pathlib import Path
+    from prometheus_client import CollectorRegistry
+    from agent_gateway.metrics import RegistryMirror, forget_process
+    from agent_gateway.publisher import Publisher, PublisherSettings
+    from schemas import UserTranscribed, agent_source, new_event
+
+    async def job():
+        private = CollectorRegistry()
+        spool = Path(sys.argv[1])
+        publisher = Publisher(PublisherSettings(spool_dir=spool), registry=private)
+        mirror = RegistryMirror(private)
+        for sequence in (1, 2):
+            publisher.publish(new_event(UserTranscribed(transcript="hi", is_final=True),
+                                        session_id="s", sequence=sequence,
+                                        source=agent_source("a", "w"), subject="r"))
+        mirror.sync()
+        await publisher.aclose(timeout=1.0)
+        mirror.sync()
+        if sys.argv[2] == "forget":
+            forget_process(os.getpid())
+
+    asyncio.run(job())
+    """
+)
+
+
+@pytest.mark.parametrize("ending", ["forget", "crash"])
+def test_mirrored_publisher_metrics_reach_the_endpoint(tmp_path: Path, ending: str) -> None:
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(directory), "PATH": "/usr/bin:/bin"}
+    subprocess.run(
+        [sys.executable, "-c", MIRRORED_JOB, str(tmp_path / "spool"), ending],
+        cwd=REPO, env=env, check=True, timeout=60,
+    )
+
+    merged = CollectorRegistry()
+    MultiProcessCollector(merged, path=str(directory))  # type: ignore[no-untyped-call]
+    labels = {"type": "turnlog.user.transcribed.v1"}
+    assert merged.get_sample_value("turnlog_gateway_events_enqueued_total", labels) == 2.0
+    assert merged.get_sample_value("turnlog_gateway_events_spooled_total", labels) == 2.0
+    assert merged.get_sample_value("turnlog_gateway_events_dropped_total") == 0.0
+    depth = merged.get_sample_value("turnlog_gateway_queue_depth")
+    assert depth == (None if ending == "forget" else 0.0)
