@@ -1,0 +1,312 @@
+"""The batch processor: raw records in; read models written, dead letters and derived
+records out. Faust-agnostic, so the Faust agent, a plain aiokafka loop and the rebuild
+command share it.
+
+`process` is synchronous and blocking (psycopg, chDB): call it from ONE dedicated thread
+(`loop.run_in_executor` with a single-thread executor); the PostgreSQL connections and the
+chDB session stay on that thread. For each batch:
+
+1. Decode every record (`schemas.decode`); a `SchemaError` makes a dead letter with the
+   error's `reason`.
+2. Under the shared projection lock (`locks`), apply the decoded events to PostgreSQL
+   (one transaction per batch, idempotent by its ledger), isolating any event it cannot
+   take (`isolate`); then read back the rows of the turns and sessions the batch touched
+   and build the derived records (`derived`).
+3. Apply the events PostgreSQL took to ClickHouse (idempotent by insert tokens and
+   positions; the write journal closes the crash gap, see `journal`), isolating likewise.
+   A write an earlier attempt of this batch left unfinished is completed first, with the
+   same records; and when PostgreSQL saw duplicates, the events ClickHouse already holds
+   are left out (an event the log holds twice would otherwise enter the rollups twice).
+   That needs the journal (no write left unfinished): without one, duplicates are written
+   again, and only the deduplicating engines collapse them.
+
+A sink that fails for the whole batch (unreachable after the retries, or broken) raises
+`SinkUnavailableError`: the caller must not acknowledge the batch, and may process it
+again (a retried batch adds nothing). Derived records are emitted for every turn and
+closed session the batch touched, re-emitted ones included (same facts, same id).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from projections.clickhouse.writer import ClickHouseProjection
+from projections.postgres.errors import UnhandledEventError
+from projections.postgres.memory import InMemoryProjection
+from projections.postgres.writer import PostgresProjection
+from projections.records import SourceRecord
+from schemas import (
+    DLQ_TOPIC,
+    SESSIONS_TOPIC,
+    TURNS_TOPIC,
+    ConversationItemAdded,
+    SchemaError,
+    ToolsExecuted,
+    UserTranscribed,
+    decode,
+)
+from streams import derived
+from streams.dlq import dead_letter_record
+from streams.errors import SinkUnavailableError
+from streams.isolate import RetryPolicy, Sink, apply_isolating
+from streams.journal import WriteJournal
+from streams.records import (
+    STAGE_CLICKHOUSE,
+    STAGE_DECODE,
+    STAGE_POSTGRES,
+    DeadLetter,
+    OutRecord,
+    RawRecord,
+)
+from streams.sinks import clickhouse_known, clickhouse_sink, postgres_sink
+from streams.state import ProjectionState, TurnKey
+
+logger = logging.getLogger("turnlog.streams.processor")
+
+__all__ = ["BatchOutcome", "BatchProcessor", "RawRecord"]
+
+R = TypeVar("R")
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    """What one `process` call did."""
+
+    consumed: int = 0
+    """Records in the batch."""
+    applied: int = 0
+    """Events written to PostgreSQL for the first time."""
+    duplicates: int = 0
+    """Events PostgreSQL had applied already (a redelivery, or produced twice)."""
+    ignored: int = 0
+    """Derived records found in the log: the projections do not read them."""
+    clickhouse_written: int = 0
+    """Events sent to ClickHouse (those past its stored positions)."""
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    outputs: list[OutRecord] = field(default_factory=list)
+    """Records to produce: dead letters first, then derived records."""
+    derived_failures: int = 0
+    """Derived records that could not be built (logged; the batch goes on)."""
+    sink_seconds: dict[str, float] = field(default_factory=dict)
+    """Wall time per sink, retries and isolation included."""
+    freshness: dict[str, list[float]] = field(default_factory=dict)
+    """Per sink, seconds from each event's time to when it became visible there."""
+    retries: int = 0
+    """Attempts repeated after a retryable sink failure."""
+
+
+class BatchProcessor:
+    """See the module doc. `clickhouse` None: PostgreSQL only (tests, tools)."""
+
+    def __init__(
+        self,
+        postgres: PostgresProjection | InMemoryProjection,
+        clickhouse: ClickHouseProjection | None,
+        *,
+        state: ProjectionState,
+        topic_prefix: str = "",
+        journal: WriteJournal | None = None,
+        retry: RetryPolicy = RetryPolicy(),  # noqa: B008 (frozen)
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.postgres = postgres
+        self.clickhouse = clickhouse
+        self.state = state
+        self.journal = journal
+        self.retry = retry
+        self._sleep = sleep
+        self._clock = clock
+        self.dlq_topic = topic_prefix + DLQ_TOPIC
+        self.turns_topic = topic_prefix + TURNS_TOPIC
+        self.sessions_topic = topic_prefix + SESSIONS_TOPIC
+
+    def process(self, records: Sequence[RawRecord]) -> BatchOutcome:
+        """Process one batch; see the module doc. Raises `SinkUnavailableError`."""
+        outcome = BatchOutcome(consumed=len(records))
+        events = self._decode(records, outcome)
+        with self.state.locked():
+            projected = self._apply_postgres(events, outcome)
+            derived_records = self._derive(projected, outcome)
+        self._apply_clickhouse(projected, outcome)
+        now = self._clock()
+        outcome.outputs = [
+            dead_letter_record(letter, topic=self.dlq_topic, at=now)
+            for letter in outcome.dead_letters
+        ] + derived_records
+        return outcome
+
+    def close(self) -> None:
+        self.state.close()
+        if isinstance(self.postgres, PostgresProjection):
+            self.postgres.close()
+
+    def _decode(self, records: Sequence[RawRecord], outcome: BatchOutcome) -> list[_Decoded]:
+        decoded = []
+        for record in records:
+            try:
+                event = decode(record.value or b"")
+            except SchemaError as error:
+                outcome.dead_letters.append(DeadLetter(
+                    record, error.reason, type(error).__name__, error.message, STAGE_DECODE
+                ))  # fmt: skip
+                continue
+            source = SourceRecord(record.topic, record.partition, record.offset, event)
+            decoded.append(_Decoded(record, source))
+        return decoded
+
+    def _apply_postgres(self, events: list[_Decoded], outcome: BatchOutcome) -> list[_Decoded]:
+        sink = postgres_sink(self.postgres.apply_batch)
+        kept, results = self._through(sink, events, outcome, started=time.perf_counter())
+        for result in results:
+            outcome.applied += result.applied
+            outcome.duplicates += result.skipped_duplicates
+            outcome.ignored += result.ignored
+        return kept
+
+    def _apply_clickhouse(self, events: list[_Decoded], outcome: BatchOutcome) -> None:
+        if self.clickhouse is None or not events:
+            return
+        started = time.perf_counter()
+        self._finish_pending_write(self.clickhouse, events)
+        if outcome.duplicates and self.journal is not None:
+            events = self._not_in_clickhouse(self.clickhouse, events)
+        sink = clickhouse_sink(self._write_clickhouse)
+        _kept, results = self._through(sink, events, outcome, started=started)
+        outcome.clickhouse_written = sum(results)
+
+    def _through(
+        self, sink: Sink[SourceRecord, R], events: list[_Decoded], outcome: BatchOutcome,
+        *, started: float,
+    ) -> tuple[list[_Decoded], list[R]]:  # fmt: skip
+        """Apply `events` to `sink`, isolating what it refuses; the events it took."""
+        applied = apply_isolating(
+            sink, [d.source for d in events], policy=self.retry, sleep=self._sleep
+        )
+        outcome.sink_seconds[sink.name] = time.perf_counter() - started
+        outcome.retries += applied.retries
+        by_source = {id(d.source): d for d in events}
+        for source, error in applied.rejected:
+            outcome.dead_letters.append(_letter(by_source[id(source)].raw, error, sink.name))
+        rejected = {id(source) for source, _ in applied.rejected}
+        kept = [d for d in events if id(d.source) not in rejected]
+        outcome.freshness[sink.name] = self._freshness(kept)
+        return kept, applied.results
+
+    def _finish_pending_write(
+        self, clickhouse: ClickHouseProjection, events: list[_Decoded]
+    ) -> None:
+        """Complete a ClickHouse write this batch left unfinished in an earlier attempt
+        (the caller processes a failed batch again): the same records, so the same
+        tokens. Only then may `_not_in_clickhouse` trust the `events` table."""
+        pending = self.journal.pending() if self.journal is not None else None
+        if pending is None:
+            return
+        wanted = {
+            (topic, partition, offset)
+            for (topic, partition) in pending.offsets
+            for offset in pending.offset_set(topic, partition)
+        }
+        records = [
+            d.source for d in events
+            if (d.source.topic, d.source.partition, d.source.offset) in wanted
+        ]  # fmt: skip
+        if len(records) != len(wanted):
+            raise SinkUnavailableError(
+                "an unfinished ClickHouse write is not part of this batch; restart the "
+                "worker, which completes it from Kafka before it consumes", sink=STAGE_CLICKHOUSE,
+            )  # fmt: skip
+        try:
+            clickhouse.write_batch(records)
+        except Exception as error:
+            raise SinkUnavailableError(
+                f"completing an unfinished ClickHouse write failed: {error}",
+                sink=STAGE_CLICKHOUSE,
+            ) from error
+        if self.journal is not None:
+            self.journal.done()
+
+    def _not_in_clickhouse(
+        self, clickhouse: ClickHouseProjection, events: list[_Decoded]
+    ) -> list[_Decoded]:
+        """The events ClickHouse does not hold yet (see `sinks.clickhouse_known`). Sound
+        because no write is left unfinished (see `journal`): an event in `events` is in
+        every table it has rows in."""
+        try:
+            known = clickhouse_known(clickhouse, (d.source.key for d in events))
+        except Exception as error:
+            raise SinkUnavailableError(
+                f"asking ClickHouse for the batch's duplicates failed: {error}",
+                sink=STAGE_CLICKHOUSE,
+            ) from error
+        return [d for d in events if d.source.key not in known]
+
+    def _write_clickhouse(self, records: list[SourceRecord]) -> int:
+        if self.clickhouse is None:
+            return 0
+        if self.journal is not None:
+            self.journal.begin(records)
+        written = self.clickhouse.write_batch(records)
+        if self.journal is not None:
+            self.journal.done()
+        return written
+
+    def _derive(self, events: list[_Decoded], outcome: BatchOutcome) -> list[OutRecord]:
+        turns: set[TurnKey] = set()
+        sessions: set[str] = set()
+        for item in events:
+            event = item.source.event
+            sessions.add(event.sessionid)
+            if _completes_a_turn(event.data) and event.data.turn_id is not None:
+                turns.add((event.sessionid, event.data.turn_id))
+        try:
+            turn_rows = self.state.turns(turns)
+            session_rows = self.state.closed_sessions(sessions)
+        except Exception as error:  # the database, not the data: process the batch again
+            raise SinkUnavailableError(
+                f"reading the derived records' rows failed: {error}", sink=STAGE_POSTGRES
+            ) from error
+        records: list[OutRecord] = []
+        builds: list[tuple[Callable[[Any], Any], Any, str]] = [
+            *((derived.turn_completed, rows, self.turns_topic) for rows in turn_rows),
+            *((derived.session_summarized, rows, self.sessions_topic) for rows in session_rows),
+        ]
+        for build, rows, topic in builds:
+            try:
+                event = build(rows)
+            except Exception:
+                outcome.derived_failures += 1
+                logger.exception("cannot derive a record for %s", topic,
+                                 extra={"session_id": rows.session.get("session_id")})
+                continue
+            if event is not None:
+                records.append(derived.derived_record(event, topic=topic))
+        return records
+
+    def _freshness(self, events: list[_Decoded]) -> list[float]:
+        now = self._clock()
+        return [(now - d.source.event.time).total_seconds() for d in events]
+
+
+@dataclass(frozen=True, slots=True)
+class _Decoded:
+    raw: RawRecord
+    source: SourceRecord
+
+
+def _completes_a_turn(data: Any) -> bool:
+    """Facts that may complete a turn's record: its messages, its tool batches, its final
+    transcript (arriving late, they add to a turn already answered)."""
+    if isinstance(data, UserTranscribed):
+        return data.is_final
+    return isinstance(data, ConversationItemAdded | ToolsExecuted)
+
+
+def _letter(record: RawRecord, error: BaseException, stage: str) -> DeadLetter:
+    reason = "unhandled_type" if isinstance(error, UnhandledEventError) else "projection_failed"
+    return DeadLetter(record, reason, type(error).__name__, str(error), stage)

@@ -1,0 +1,122 @@
+"""The two projections as `isolate.Sink`s: how each one's failures are classified.
+
+PostgreSQL (`projections.postgres`): an `UnhandledEventError` names its event (pinpointed,
+no bisection); a write error is retried when PostgreSQL says so (`retryable`: the
+connection, a deadlock); a refused value (`DataError`, `IntegrityError`) is the data's
+fault and isolated; anything else the database says (a missing table, no permission) is
+the deployment's fault: FATAL, so a missing migration never dead-letters the whole log.
+An exception that is not the database's comes from the pure event-to-rows code and is
+the event's.
+
+ClickHouse (`projections.clickhouse`): its README says to retry a failed batch unchanged,
+so every store error is retried, except the codes by which ClickHouse refuses a value,
+which are isolated. An exception that is not the store's is the event's (pure rows code).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Final
+
+import psycopg
+
+from projections.clickhouse.migrate import quote_database
+from projections.clickhouse.store import AnalyticsStoreError, QueryFailedError
+from projections.clickhouse.writer import ClickHouseProjection
+from projections.postgres.errors import (
+    PostgresProjectionError,
+    ProjectionWriteError,
+    UnhandledEventError,
+)
+from projections.postgres.writer import BatchResult
+from projections.records import SourceRecord
+from streams.isolate import Sink, Verdict
+from streams.records import STAGE_CLICKHOUSE, STAGE_POSTGRES
+
+CLICKHOUSE_DATA_ERRORS: Final = frozenset({
+    6,    # CANNOT_PARSE_TEXT
+    27,   # CANNOT_PARSE_INPUT_ASSERTION_FAILED
+    38,   # CANNOT_PARSE_DATE
+    41,   # CANNOT_PARSE_DATETIME
+    53,   # TYPE_MISMATCH
+    69,   # ARGUMENT_OUT_OF_BOUND
+    70,   # CANNOT_CONVERT_TYPE
+    72,   # CANNOT_PARSE_NUMBER
+    117,  # INCORRECT_DATA
+    321,  # VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+    349,  # CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN
+})
+"""ClickHouse error codes that blame a value of the insert, not the server."""
+
+
+def classify_postgres(error: BaseException) -> Verdict:
+    if isinstance(error, UnhandledEventError):
+        return Verdict.ISOLATE
+    if isinstance(error, ProjectionWriteError):
+        if error.retryable:
+            return Verdict.RETRY
+        if isinstance(error.__cause__, psycopg.DataError | psycopg.IntegrityError):
+            return Verdict.ISOLATE
+        return Verdict.FATAL
+    if isinstance(error, PostgresProjectionError):
+        return Verdict.FATAL
+    if isinstance(error, psycopg.OperationalError):
+        return Verdict.RETRY
+    if isinstance(error, psycopg.Error):
+        return Verdict.FATAL
+    return Verdict.ISOLATE
+
+
+def pinpoint_postgres(error: BaseException, chunk: Sequence[SourceRecord]) -> list[int]:
+    if isinstance(error, UnhandledEventError):
+        return [i for i, record in enumerate(chunk) if record.event.id == error.event_id]
+    return []
+
+
+def classify_clickhouse(error: BaseException) -> Verdict:
+    if isinstance(error, QueryFailedError) and error.code in CLICKHOUSE_DATA_ERRORS:
+        return Verdict.ISOLATE
+    if isinstance(error, AnalyticsStoreError | OSError):
+        return Verdict.RETRY
+    return Verdict.ISOLATE
+
+
+def postgres_sink(
+    apply: Callable[[list[SourceRecord]], BatchResult],
+) -> Sink[SourceRecord, BatchResult]:
+    return Sink(STAGE_POSTGRES, apply, classify_postgres, pinpoint_postgres)
+
+
+def clickhouse_sink(apply: Callable[[list[SourceRecord]], int]) -> Sink[SourceRecord, int]:
+    return Sink(STAGE_CLICKHOUSE, apply, classify_clickhouse)
+
+
+_KNOWN_EVENTS: Final = (
+    "SELECT DISTINCT session_id, sequence FROM {db}.events "
+    "WHERE session_id IN (SELECT arrayJoin(arrayMap(x -> unhex(x), "
+    "splitByChar(',', {{sessions:String}})))) "
+    "AND sequence IN (SELECT arrayJoin(arrayMap(x -> toUInt64(x), "
+    "splitByChar(',', {{sequences:String}}))))"
+)
+
+
+def clickhouse_known(
+    projection: ClickHouseProjection, keys: Iterable[tuple[str, int]]
+) -> set[tuple[str, int]]:
+    """Which of the events (session id, sequence) ClickHouse's `events` table holds.
+
+    Only asked when PostgreSQL saw duplicates in a batch: an event produced twice comes
+    back at a new offset, past the writer's positions, and its rows would enter the
+    rollups' sums twice. Session ids travel hex-encoded (chDB's string parameters
+    mangle backslashes and quotes)."""
+    wanted = set(keys)
+    if not wanted:
+        return set()
+    rows = projection.store.query(
+        _KNOWN_EVENTS.format(db=quote_database(projection.database)),
+        parameters={
+            "sessions": ",".join(sorted({s.encode().hex() for s, _ in wanted})),
+            "sequences": ",".join(str(q) for q in sorted({q for _, q in wanted})),
+        },
+    )
+    return {(str(s), int(q)) for s, q in rows} & wanted
