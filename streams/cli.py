@@ -13,9 +13,12 @@ from typing import Annotated
 
 import typer
 
+from streams import checksum, rebuild
 from streams.errors import ConfigurationError
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+rebuild.register(cli)
+checksum.register(cli)
 
 
 @cli.callback()

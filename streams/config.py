@@ -52,8 +52,10 @@ class StreamsSettings(BaseSettings):
     )
     """Kafka consumer group (the Faust app id), also the PostgreSQL projection's consumer
     name in its offsets table."""
-    batch_size: int = Field(1000, ge=1, le=100_000, validation_alias="TURNLOG_STREAMS_BATCH_SIZE")
-    """Most events per batch (`stream.take_events(batch_size, within=batch_within)`)."""
+    batch_size: int = Field(10_000, ge=1, le=100_000, validation_alias="TURNLOG_STREAMS_BATCH_SIZE")
+    """Most events per batch (`stream.take_events(batch_size, within=batch_within)`).
+    10,000 measured best on both throughput and freshness (bench.streams_load): each
+    ClickHouse insert has a fixed cost of about 0.1 s per batch, tables and views."""
     batch_within: float = Field(0.2, gt=0, le=60, validation_alias="TURNLOG_STREAMS_BATCH_WITHIN")
     """Seconds a batch waits to fill up before it is processed anyway."""
     metrics_host: str = Field("127.0.0.1", validation_alias="TURNLOG_STREAMS_METRICS_HOST")

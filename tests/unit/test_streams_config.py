@@ -34,7 +34,7 @@ def test_the_defaults_work_for_the_local_stack(monkeypatch: pytest.MonkeyPatch) 
     )
     assert (settings.metrics_host, settings.metrics_port) == ("127.0.0.1", 9465)
     assert (settings.query_host, settings.query_port) == ("127.0.0.1", 9466)
-    assert (settings.batch_size, settings.batch_within) == (1000, 0.2)
+    assert (settings.batch_size, settings.batch_within) == (10_000, 0.2)
 
 
 def test_the_dsn_is_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
