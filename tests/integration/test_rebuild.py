@@ -11,6 +11,7 @@ import pytest
 
 from projections.clickhouse.store import AnalyticsStore
 from streams.checksum import differing
+from streams.config import StreamsSettings
 from streams.rebuild import RebuildOptions, RebuildRefusedError, Target, run_rebuild
 from streams.rebuild.plan import Names
 from tests.conftest import PgSchema, Topics
@@ -23,7 +24,6 @@ from tests.integration.test_rebuild_support import (
     produce,
     schema_exists,
     session_copies,
-    settings_for,
 )
 from tests.unit.test_streams_support import BAD_KINDS, mixed_bodies
 
@@ -44,17 +44,11 @@ def names_of(report_names: Names, scratch: Scratch) -> None:
 
 
 def test_a_dry_run_finds_the_rebuild_equal_to_live_and_sends_nothing(
+    live_settings: StreamsSettings,
     topics: Topics, pg_schema: PgSchema, ch_database: str, analytics_store: AnalyticsStore,
     kafka_bootstrap: str, scratch: Scratch,
 ) -> None:  # fmt: skip
-    settings = settings_for(
-        topics,
-        schema=pg_schema.name,
-        database=ch_database,
-        store=analytics_store,
-        bootstrap=kafka_bootstrap,
-        dsn=pg_schema.dsn,
-    )
+    settings = live_settings
     events_topic = settings.events_topic
     asyncio.run(produce(kafka_bootstrap, events_topic, mixed_bodies(session_copies(12))))
     ends = asyncio.run(end_offsets(kafka_bootstrap, events_topic))
@@ -76,19 +70,13 @@ def test_a_dry_run_finds_the_rebuild_equal_to_live_and_sends_nothing(
 
 
 def test_a_rebuild_stops_where_live_processing_is(
+    live_settings: StreamsSettings,
     topics: Topics, pg_schema: PgSchema, ch_database: str, analytics_store: AnalyticsStore,
     kafka_bootstrap: str, scratch: Scratch,
 ) -> None:  # fmt: skip
     """The worker is behind the log (stopped): the rebuild reads only what live processing
     applied, so the ClickHouse writer never finds records it skips written twice."""
-    settings = settings_for(
-        topics,
-        schema=pg_schema.name,
-        database=ch_database,
-        store=analytics_store,
-        bootstrap=kafka_bootstrap,
-        dsn=pg_schema.dsn,
-    )
+    settings = live_settings
     first = as_bodies(session_copies(6))
     asyncio.run(produce(kafka_bootstrap, settings.events_topic, first))
     applied = asyncio.run(end_offsets(kafka_bootstrap, settings.events_topic))
@@ -106,17 +94,11 @@ def test_a_rebuild_stops_where_live_processing_is(
 
 @pytest.mark.parametrize("target", [Target.POSTGRES, Target.CLICKHOUSE])
 def test_one_projection_alone_is_rebuilt_and_swapped(
+    live_settings: StreamsSettings,
     target: Target, topics: Topics, pg_schema: PgSchema, ch_database: str,
     analytics_store: AnalyticsStore, kafka_bootstrap: str, scratch: Scratch,
 ) -> None:  # fmt: skip
-    settings = settings_for(
-        topics,
-        schema=pg_schema.name,
-        database=ch_database,
-        store=analytics_store,
-        bootstrap=kafka_bootstrap,
-        dsn=pg_schema.dsn,
-    )
+    settings = live_settings
     asyncio.run(produce(kafka_bootstrap, settings.events_topic, as_bodies(session_copies(4))))
     ends = asyncio.run(end_offsets(kafka_bootstrap, settings.events_topic))
     LiveProcessor(settings, analytics_store, batch=25).start().finish(ends)
@@ -137,19 +119,13 @@ def test_one_projection_alone_is_rebuilt_and_swapped(
 
 
 def test_a_rebuild_with_another_consumer_group_is_refused_before_creating_anything(
+    live_settings: StreamsSettings,
     topics: Topics, pg_schema: PgSchema, ch_database: str, analytics_store: AnalyticsStore,
     kafka_bootstrap: str,
 ) -> None:  # fmt: skip
     """Live offsets under another name mean wrong settings: swapping in an empty rebuild
     would wipe the read models."""
-    settings = settings_for(
-        topics,
-        schema=pg_schema.name,
-        database=ch_database,
-        store=analytics_store,
-        bootstrap=kafka_bootstrap,
-        dsn=pg_schema.dsn,
-    )
+    settings = live_settings
     asyncio.run(produce(kafka_bootstrap, settings.events_topic, as_bodies(session_copies(1))))
     ends = asyncio.run(end_offsets(kafka_bootstrap, settings.events_topic))
     LiveProcessor(settings, analytics_store).start().finish(ends)

@@ -11,6 +11,7 @@ from psycopg import sql
 
 from projections.clickhouse.store import AnalyticsStore
 from streams.checksum import main
+from streams.config import StreamsSettings
 from tests.conftest import PgSchema, Topics
 from tests.integration.test_rebuild_support import (
     LiveProcessor,
@@ -27,20 +28,14 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def two_projections(
+    live_settings: StreamsSettings,
     topics: Topics, pg_schema: PgSchema, ch_database: str, analytics_store: AnalyticsStore,
     kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[tuple[str, str, str, str]]:  # fmt: skip
     """The same log projected twice, in batches of different sizes."""
     scratch = Scratch(pg_schema.dsn, analytics_store)
     other_schema, other_database = scratch.new()
-    first = settings_for(
-        topics,
-        schema=pg_schema.name,
-        database=ch_database,
-        store=analytics_store,
-        bootstrap=kafka_bootstrap,
-        dsn=pg_schema.dsn,
-    )
+    first = live_settings
     second = settings_for(
         topics,
         schema=other_schema,

@@ -34,7 +34,6 @@ from tests.integration.test_rebuild_support import (
     end_offsets,
     produce,
     session_copies,
-    settings_for,
 )
 
 pytestmark = pytest.mark.integration
@@ -57,12 +56,11 @@ def offsets_of(dsn: str, schema: str, topic: str) -> dict[int, int]:
 
 
 def test_the_swap_under_a_writing_live_processor_loses_and_duplicates_nothing(
+    live_settings: StreamsSettings,
     topics: Topics, pg_schema: PgSchema, ch_database: str, analytics_store: AnalyticsStore,
     kafka_bootstrap: str, scratch: Scratch,
 ) -> None:  # fmt: skip
-    settings = settings_for(topics, schema=pg_schema.name, database=ch_database,
-                            store=analytics_store, bootstrap=kafka_bootstrap,
-                            dsn=pg_schema.dsn)  # fmt: skip
+    settings = live_settings
     topic = settings.events_topic
     asyncio.run(produce(kafka_bootstrap, topic, as_bodies(session_copies(40))))
     live = LiveProcessor(settings, analytics_store, batch=20, pause=0.02).start()
