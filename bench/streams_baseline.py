@@ -1,17 +1,18 @@
 """The baseline consumer of the streams benchmark: a plain aiokafka consumer loop doing
-what the Faust worker does, without Faust.
+what the streams worker does, without Faust or the worker's engine.
 
     TURNLOG_... .venv/bin/python -m bench.streams_baseline
 
 Same settings (`streams.config`, from the environment), same sinks and processor
 (`streams.startup.open_sinks`: PostgreSQL, ClickHouse, journal, one sink thread), same
-query endpoint (the benchmark reads ClickHouse positions through it), same batching as
-`stream.take_events(batch_size, within=batch_within)`: wait up to `batch_within` seconds
-for `batch_size` records, then process what came. With `TURNLOG_BENCH_TAKE=greedy`, the
-batch is instead whatever has been fetched, up to `batch_size`, waiting up to
-`batch_within` only while nothing has (the benchmark's `greedy` consumer). Derived
-records and dead letters are produced and awaited before the offsets are committed
-(at-least-once). Stops on SIGTERM.
+query endpoint (the benchmark reads ClickHouse positions through it). Batching, by
+`TURNLOG_BENCH_TAKE`: `greedy` (the benchmark's `baseline` consumer), whatever has been
+fetched, up to `batch_size`, waiting up to `batch_within` only while nothing has; `take`
+(the `take` consumer), as `stream.take_events(batch_size, within=batch_within)`: wait up
+to `batch_within` seconds for `batch_size` records, then process what came. No
+pipelining: fetch, process, publish, commit, in turn. Derived records and dead letters
+are produced and awaited before the offsets are committed (at-least-once). Stops on
+SIGTERM.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ async def consume(settings: StreamsSettings, stop: asyncio.Event) -> None:
     )  # fmt: skip
     await producer.start()
     await consumer.start()
-    batches = take_greedy if os.environ.get("TURNLOG_BENCH_TAKE") == "greedy" else take
+    batches = take if os.environ.get("TURNLOG_BENCH_TAKE") == "take" else take_greedy
     try:
         while not stop.is_set():
             batch = await batches(consumer, settings.batch_size, settings.batch_within)

@@ -1,9 +1,13 @@
-"""The two consumers the streams benchmark compares, each a process of its own with its
-own PostgreSQL schema, chDB folder, consumer group and batch setting:
+"""The consumers the streams benchmark compares, each a process of its own with its own
+PostgreSQL schema, chDB folder, consumer group and batch setting:
 
-- `faust`: the streams worker, `python -m streams worker`;
+- `worker`: the streams worker as shipped, `python -m streams worker` (the batch engine);
+- `faust`: the same worker on its Faust engine (`TURNLOG_STREAMS_ENGINE=faust`, a Faust
+  agent over `stream.take_events`);
 - `baseline`: `python -m bench.streams_baseline`, a plain aiokafka loop around the same
-  processor and sinks.
+  processor and sinks, batching greedily (what has been fetched, up to the batch size);
+- `take`: the same loop batching as `take_events` does (wait for a full batch, up to the
+  batch wait).
 
 Both are configured only through the environment (`TURNLOG_*`), as in production, and
 measured from outside: pollers read what each sink has committed (`streams_measure`).
@@ -31,17 +35,17 @@ from schemas import EVENTS_TOPIC
 
 DATABASE = "turnlog"
 REPO = Path(__file__).resolve().parents[1]
-COMMANDS = {
-    "faust": [sys.executable, "-m", "streams", "worker", "-l", "warning"],
-    "baseline": [sys.executable, "-m", "bench.streams_baseline"],
-    "greedy": [sys.executable, "-m", "bench.streams_baseline"],
-}
-"""`greedy`: the baseline with `TURNLOG_BENCH_TAKE=greedy` (see `streams_baseline`)."""
+WORKER = [sys.executable, "-m", "streams", "worker", "-l", "warning"]
+BASELINE = [sys.executable, "-m", "bench.streams_baseline"]
+COMMANDS = {"worker": WORKER, "faust": WORKER, "baseline": BASELINE, "take": BASELINE}
+ENGINES = {"worker": "batch", "faust": "faust"}
+TAKES = {"baseline": "greedy", "take": "take"}
+"""`TURNLOG_BENCH_TAKE` of the baseline loop (see `streams_baseline`)."""
 
 
 @dataclass(frozen=True)
 class BatchSetting:
-    """`stream.take_events(size, within=within)`."""
+    """At most `size` events a batch; `within`: the wait (see `streams.config`)."""
 
     size: int
     within: float
@@ -94,7 +98,8 @@ class ConsumerRun:
             "TURNLOG_STREAMS_METRICS_PORT": "0",
             "TURNLOG_STREAMS_QUERY_PORT": "0",
             "TURNLOG_STREAMS_DATA_DIR": str(self.scratch / self.name / "data"),
-            "TURNLOG_BENCH_TAKE": "greedy" if self.kind == "greedy" else "take",
+            "TURNLOG_STREAMS_ENGINE": ENGINES.get(self.kind, "batch"),
+            "TURNLOG_BENCH_TAKE": TAKES.get(self.kind, "greedy"),
         }
 
     def start(self) -> None:

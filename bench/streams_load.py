@@ -1,21 +1,30 @@
 """Streams load generator: throughput and event-to-visible freshness of the projections,
-the Faust worker against a plain aiokafka consumer loop, in the same run.
+for the worker (batch engine), its Faust engine and a plain aiokafka consumer loop, in
+the same run, with ratios against the loop.
 
     .venv/bin/python -m bench.streams_load [--sessions 1000] [--backlog 100000]
-        [--seconds 20] [--settings 1000x0.2 10000x0.2] [--repeats 1]
+        [--seconds 20] [--settings 10000x0.2] [--repeats 3]
+        [--consumers worker faust baseline] [--load-sessions 2000 3000]
 
-1. Throughput: a backlog of simulated sessions (`streams_mix`: interims several times a
-   second while the user speaks, a turn every few seconds with its transcript, messages,
-   STT/LLM/TTS/EOU metrics and usage, occasional tools and interruptions; ~580-byte
-   events) is produced once to a scratch topic, then drained by each consumer and batch
-   setting in turn, each into fresh sinks: events/s into both projections.
+1. Throughput (the most each sustains): a backlog of simulated sessions (`streams_mix`:
+   interims several times a second while the user speaks, a turn every few seconds with
+   its transcript, messages, STT/LLM/TTS/EOU metrics and usage, occasional tools and
+   interruptions; ~580-byte events) is produced once to a scratch topic, then drained by
+   each consumer and batch setting in turn, each into fresh sinks: events/s into both
+   projections. `--backlog 0` skips it.
 2. Freshness: for each consumer and setting, on a fresh topic, `--sessions` sessions run
    in real time (~3.4 events/s each); after `--warmup` s, `--seconds` s of events are
    measured from event time to visible in PostgreSQL and in ClickHouse (p50, p99).
-Consumers (`streams_consumers`): `faust` is `python -m streams worker`, `baseline` the
-same processor and sinks in an aiokafka loop (`streams_baseline`); both are processes of
-their own, configured by environment only. How visibility is measured: `streams_measure`.
-Everything made (topics, schemas, chDB folders) is removed at the end.
+3. Load (with `--load-sessions`): the same live run at more sessions, to see up to which
+   live rate a consumer keeps up (drain: seconds from the last event sent until all are
+   visible; about one batch cycle while it keeps up).
+Every phase is repeated `--repeats` times, the order of the consumers alternating;
+tables show medians. Consumers (`streams_consumers`): `worker` is `python -m streams
+worker`, `faust` the same on `TURNLOG_STREAMS_ENGINE=faust`, `baseline` the same
+processor and sinks in a plain aiokafka loop batching greedily (`streams_baseline`),
+`take` that loop batching as `take_events`; each is a process of its own, configured by
+environment only. How visibility is measured: `streams_measure`. Everything made
+(topics, schemas, chDB folders) is removed at the end.
 """
 
 from __future__ import annotations
@@ -53,8 +62,9 @@ from schemas import encode, topic_specs
 GOAL_EVENTS_PER_SECOND = 20_000
 GOAL_P99 = {"postgres": 0.5, "clickhouse": 2.0}
 """p99 event-to-visible seconds at 1,000 concurrent sessions."""
-CONSUMERS = ("faust", "baseline")
-"""Measured by default; `greedy` (the baseline, batching what has been fetched) on demand."""
+CONSUMERS = ("worker", "faust", "baseline")
+"""Measured by default; `take` (the baseline loop batching as `take_events`) on demand."""
+BASELINE = "baseline"
 
 
 @dataclass(frozen=True)
@@ -70,6 +80,7 @@ class Throughput:
 class Freshness:
     kind: str
     setting: BatchSetting
+    sessions: int
     produced_per_second: float
     events: int
     postgres: tuple[float, float]
@@ -159,7 +170,9 @@ async def produce_probe(bootstrap: str, topic: str) -> None:
         await producer.stop()
 
 
-def measure_freshness(bench: Bench, kind: str, setting: BatchSetting, seed: int) -> Freshness:
+def measure_freshness(
+    bench: Bench, kind: str, setting: BatchSetting, *, sessions: int, seed: int
+) -> Freshness:
     args = bench.args
     with scratch_topics(bench.bootstrap) as prefix:
         run = bench.run(kind, setting, prefix)
@@ -173,7 +186,7 @@ def measure_freshness(bench: Bench, kind: str, setting: BatchSetting, seed: int)
                      timeout=120, run=run, what="the probe event visible")  # fmt: skip
             began = time.time()
             log = asyncio.run(produce_live(
-                bench.bootstrap, run.topic, sessions=args.sessions,
+                bench.bootstrap, run.topic, sessions=sessions,
                 seconds=args.warmup + args.seconds, seed=seed, run=run.name))  # fmt: skip
             sent = time.time()
             wait_for(lambda: min(postgres.visible(), clickhouse.visible()) >= log.count + 1,
@@ -187,8 +200,8 @@ def measure_freshness(bench: Bench, kind: str, setting: BatchSetting, seed: int)
     window = {"since": began + args.warmup, "until": began + args.warmup + args.seconds}
     ages = [freshness(p.samples, log, **window) for p in (postgres, clickhouse)]
     quantiles = [(percentile(a, 0.5), percentile(a, 0.99)) for a in ages]
-    return Freshness(kind, setting, log.count / (args.warmup + args.seconds), len(ages[0]),
-                     quantiles[0], quantiles[1], drain)  # fmt: skip
+    return Freshness(kind, setting, sessions, log.count / (args.warmup + args.seconds),
+                     len(ages[0]), quantiles[0], quantiles[1], drain)  # fmt: skip
 
 
 def run_phases(bench: Bench) -> tuple[list[Throughput], list[Freshness]]:
@@ -196,6 +209,27 @@ def run_phases(bench: Bench) -> tuple[list[Throughput], list[Freshness]]:
     settings = [BatchSetting.parse(s) for s in args.settings]
     throughputs: list[Throughput] = []
     fresh: list[Freshness] = []
+    if args.backlog > 0:
+        throughputs = drain_backlog(bench, settings)
+    loads = [(args.sessions, list(args.consumers)),
+             *((n, list(args.load_consumers)) for n in args.load_sessions)]  # fmt: skip
+    for sessions, consumers in loads:
+        for repeat in range(args.repeats):
+            for setting in settings:
+                for kind in _order(consumers, repeat):
+                    measured = measure_freshness(bench, kind, setting, sessions=sessions,
+                                                 seed=args.seed + repeat)  # fmt: skip
+                    print(f"  freshness  {kind:<8} {setting} x{sessions}: "
+                          f"{measured.produced_per_second:,.0f} ev/s, PG p99 "
+                          f"{measured.postgres[1]:.3f}s, CH p99 {measured.clickhouse[1]:.3f}s, "
+                          f"drained {measured.drain:.1f}s after the last event", flush=True)
+                    fresh.append(measured)
+    return throughputs, fresh
+
+
+def drain_backlog(bench: Bench, settings: list[BatchSetting]) -> list[Throughput]:
+    args = bench.args
+    throughputs: list[Throughput] = []
     with scratch_topics(bench.bootstrap) as prefix:
         turns = max(1, round((args.backlog / args.sessions - 7) / 22))
         total = asyncio.run(produce_backlog(bench.bootstrap, prefix + "turnlog.events",
@@ -209,15 +243,7 @@ def run_phases(bench: Bench) -> tuple[list[Throughput], list[Freshness]]:
                     drained = measure_throughput(bench.run(kind, setting, prefix), total)
                     print(f"  throughput {kind:<8} {setting}: {_rate(drained.both)}", flush=True)
                     throughputs.append(drained)
-    for repeat in range(args.repeats):
-        for setting in settings:
-            for kind in _order(args.consumers, repeat):
-                measured = measure_freshness(bench, kind, setting, args.seed + repeat)
-                print(f"  freshness  {kind:<8} {setting}: PG p99 {measured.postgres[1]:.3f}s, "
-                      f"CH p99 {measured.clickhouse[1]:.3f}s, drained {measured.drain:.1f}s "
-                      "after the last event", flush=True)  # fmt: skip
-                fresh.append(measured)
-    return throughputs, fresh
+    return throughputs
 
 
 def _order(consumers: Sequence[str], repeat: int) -> list[str]:
@@ -236,42 +262,58 @@ def _median(values: Sequence[float | None]) -> float | None:
 
 def report(throughputs: list[Throughput], fresh: list[Freshness], args: argparse.Namespace) -> None:
     settings = [BatchSetting.parse(s) for s in args.settings]
-    print(f"\nthroughput: backlog drained into both projections, events/s (median of "
-          f"{args.repeats}; goal {GOAL_EVENTS_PER_SECOND:,})")  # fmt: skip
-    print(f"{'batch':<14}{'consumer':<10}{'both':>10}{'PostgreSQL':>12}{'ClickHouse':>12}")
+    if throughputs:
+        print(f"\nthroughput: backlog drained into both projections, events/s (median of "
+              f"{args.repeats}; goal {GOAL_EVENTS_PER_SECOND:,}; ratio: both / {BASELINE}'s)")
+        print(f"{'batch':<14}{'consumer':<10}{'both':>10}{'PostgreSQL':>12}{'ClickHouse':>12}"
+              f"{'ratio':>8}")  # fmt: skip
     for setting in settings:
-        rates: dict[str, float | None] = {}
+        rows: dict[str, list[float | None]] = {}
         for kind in args.consumers:
             drains = [r for r in throughputs if r.kind == kind and r.setting == setting]
-            rates[kind] = _median([r.both for r in drains])
-            print(f"{setting!s:<14}{kind:<10}{_rate(rates[kind]):>10}"
-                  f"{_rate(_median([r.postgres for r in drains])):>12}"
-                  f"{_rate(_median([r.clickhouse for r in drains])):>12}")  # fmt: skip
-        faust, baseline = rates.get("faust"), rates.get("baseline")
-        if faust and baseline:
-            print(f"{'':<14}{'ratio':<10}{faust / baseline:>10.2f}  (faust / baseline)")
-    print(f"\nfreshness: {args.sessions:,} concurrent sessions, {args.seconds:g}s measured "
-          f"after {args.warmup:g}s warm-up; event time to visible, seconds (median of "
-          f"{args.repeats}; goal p99 <= {GOAL_P99['postgres']} PG, <= "
-          f"{GOAL_P99['clickhouse']} CH)")  # fmt: skip
-    print(f"{'batch':<14}{'consumer':<10}{'events/s':>9}{'PG p50':>8}{'PG p99':>8}"
-          f"{'CH p50':>8}{'CH p99':>8}{'drain':>7}  goals")  # fmt: skip
+            if drains:
+                rows[kind] = [_median([getattr(r, sink) for r in drains])
+                              for sink in ("both", "postgres", "clickhouse")]  # fmt: skip
+        base = rows.get(BASELINE, [None])[0]
+        for kind, (both, pg, ch) in rows.items():
+            ratio = f"{both / base:>8.2f}" if both and base else f"{'':>8}"
+            print(f"{setting!s:<14}{kind:<10}{_rate(both):>10}{_rate(pg):>12}{_rate(ch):>12}"
+                  f"{ratio}")  # fmt: skip
+    sessions = sorted({r.sessions for r in fresh})
+    print(f"\nfreshness: concurrent sessions live, {args.seconds:g}s measured after "
+          f"{args.warmup:g}s warm-up; event time to visible, seconds (median of "
+          f"{args.repeats}; goal at 1,000 sessions: p99 <= {GOAL_P99['postgres']} PG, <= "
+          f"{GOAL_P99['clickhouse']} CH; ratio: p99 / {BASELINE}'s p99, PG and CH)")
+    print(f"{'batch':<14}{'sessions':>8} {'consumer':<10}{'events/s':>9}{'PG p50':>8}"
+          f"{'PG p99':>8}{'CH p50':>8}{'CH p99':>8}{'drain':>7}  ratio PG/CH  goals")
     for setting in settings:
-        for kind in args.consumers:
-            runs = [r for r in fresh if r.kind == kind and r.setting == setting]
-            if runs:
-                print(_freshness_row(setting, kind, runs))
+        for count in sessions:
+            medians: dict[str, tuple[float, ...]] = {}
+            for kind in (*args.consumers, *args.load_consumers):
+                runs = [r for r in fresh
+                        if r.kind == kind and r.setting == setting and r.sessions == count]
+                if runs and kind not in medians:
+                    medians[kind] = _freshness_medians(runs)
+            for kind, values in medians.items():
+                print(_freshness_row(setting, count, kind, values, medians.get(BASELINE)))
 
 
-def _freshness_row(setting: BatchSetting, kind: str, runs: list[Freshness]) -> str:
-    rate = statistics.median(r.produced_per_second for r in runs)
-    pg50, pg99, ch50, ch99, drain = (
+def _freshness_medians(runs: list[Freshness]) -> tuple[float, ...]:
+    """events/s, PG p50, PG p99, CH p50, CH p99, drain: medians over `runs`."""
+    return tuple(
         statistics.median(values)
-        for values in zip(*((*r.postgres, *r.clickhouse, r.drain) for r in runs), strict=True)
-    )
+        for values in zip(*((r.produced_per_second, *r.postgres, *r.clickhouse, r.drain)
+                            for r in runs), strict=True)
+    )  # fmt: skip
+
+
+def _freshness_row(setting: BatchSetting, sessions: int, kind: str,
+                   values: tuple[float, ...], base: tuple[float, ...] | None) -> str:  # fmt: skip
+    rate, pg50, pg99, ch50, ch99, drain = values
+    ratio = f"{pg99 / base[2]:>5.2f}/{ch99 / base[4]:<5.2f}" if base else f"{'':>11}"
     met = pg99 <= GOAL_P99["postgres"] and ch99 <= GOAL_P99["clickhouse"]
-    return (f"{setting!s:<14}{kind:<10}{rate:>9,.0f}{pg50:>8.3f}{pg99:>8.3f}"
-            f"{ch50:>8.3f}{ch99:>8.3f}{drain:>6.1f}s  {'met' if met else 'MISSED'}")  # fmt: skip
+    return (f"{setting!s:<14}{sessions:>8} {kind:<10}{rate:>9,.0f}{pg50:>8.3f}{pg99:>8.3f}"
+            f"{ch50:>8.3f}{ch99:>8.3f}{drain:>6.1f}s  {ratio}  {'met' if met else 'MISSED'}")
 
 
 def main() -> None:
@@ -283,12 +325,16 @@ def main() -> None:
     parser.add_argument(
         "--settings",
         nargs="+",
-        default=["1000x0.2", "10000x0.2"],
+        default=["10000x0.2"],
         help="batch settings, SIZExWITHIN (events x seconds)",
     )
     parser.add_argument("--consumers", nargs="+", default=list(CONSUMERS),
-                        choices=(*CONSUMERS, "greedy"))  # fmt: skip
-    parser.add_argument("--repeats", type=int, default=1)
+                        choices=(*CONSUMERS, "take"))  # fmt: skip
+    parser.add_argument("--load-sessions", nargs="*", type=int, default=[],
+                        help="more live runs at these session counts (phase 3)")
+    parser.add_argument("--load-consumers", nargs="+", default=["worker", BASELINE],
+                        choices=(*CONSUMERS, "take"))  # fmt: skip
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     stack = load_settings()

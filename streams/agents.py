@@ -1,4 +1,6 @@
-"""The Faust agent over `turnlog.events`, and the timer that keeps the lag gauge current.
+"""The Faust engine (`TURNLOG_STREAMS_ENGINE=faust`): the Faust agent over
+`turnlog.events`, and the timer that keeps the lag gauge current. The default is the
+batch engine (`streams.engine`); this one is kept as the plain Faust way, `stream.take`.
 
 One agent, batches of `stream.take_events(batch_size, within=batch_within)`: the body
 hands the batch to the runtime and returns when it is projected and its outputs are

@@ -5,6 +5,12 @@
 the module's `app` attribute is created on first access from the environment's settings
 (no import-time singleton).
 
+The app is the service container either way; what consumes the events topic depends on
+`TURNLOG_STREAMS_ENGINE`: `batch` (default) runs the batch engine (`streams.engine`) as
+a service started after Faust's own (producer first) and stopped before them, and leaves
+Faust's consumer out (it would join the same group with another protocol); `faust` runs
+the agent of `streams.agents` on Faust's consumer.
+
 Choices, each for a reason:
 - `processing_guarantee="at_least_once"`: Faust's exactly-once mode has open duplicate and
   crash bugs; the sinks are idempotent instead, so the effect is exactly once.
@@ -24,22 +30,33 @@ from __future__ import annotations
 from typing import Any
 
 import faust
+from faust.app.base import BootStrategy
 
 from streams.agents import register_agents
 from streams.config import StreamsSettings, load_streams_settings
+from streams.engine import BatchEngine
 from streams.runtime import StreamsRuntime
 from streams.startup import FETCH_BYTES, PRODUCE_BYTES
 
 
 class StreamsApp(faust.App):
-    """A Faust app that knows its runtime (`app.runtime`)."""
+    """A Faust app that knows its runtime (`app.runtime`) and, with the batch engine,
+    the engine (`app.engine`)."""
 
     runtime: StreamsRuntime
+    engine: BatchEngine | None = None
 
     async def on_first_start(self) -> None:
         # Faust creates its data folder without parents, before any dependency starts.
         self.conf.datadir.parent.mkdir(parents=True, exist_ok=True)
         await super().on_first_start()
+
+    async def on_started_init_extra_services(self) -> None:
+        await super().on_started_init_extra_services()
+        if self.engine is not None:
+            # Last to start, so first to stop: the batch in flight still has the
+            # producer (its outputs) and the runtime (its sinks).
+            await self.add_runtime_dependency(self.engine)
 
 
 def create_app(settings: StreamsSettings) -> StreamsApp:
@@ -70,7 +87,11 @@ def create_app(settings: StreamsSettings) -> StreamsApp:
     app.runtime = runtime
     # Started before Faust's own services (producer, consumer, agents), stopped after.
     app.add_dependency(runtime)
-    register_agents(app, runtime)
+    if settings.engine == "batch":
+        app.boot_strategy = BootStrategy(app, enable_kafka_consumer=False)
+        app.engine = BatchEngine(runtime)
+    else:
+        register_agents(app, runtime)
     return app
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -52,12 +52,21 @@ class StreamsSettings(BaseSettings):
     )
     """Kafka consumer group (the Faust app id), also the PostgreSQL projection's consumer
     name in its offsets table."""
+    engine: Literal["batch", "faust"] = Field("batch", validation_alias="TURNLOG_STREAMS_ENGINE")
+    """How batches are taken from the events topic. `batch` (default): a greedy batch
+    loop over aiokafka, run as a service of the Faust app (`streams.engine`): a batch is
+    what has been fetched, up to `batch_size`, and the next one is fetched and decoded
+    while the sinks write the current one. `faust`: a Faust agent over
+    `stream.take_events(batch_size, within=batch_within)`; about a third of the
+    throughput (Faust's per-event stream machinery) and seconds of freshness, since it
+    waits for full batches (see README)."""
     batch_size: int = Field(10_000, ge=1, le=100_000, validation_alias="TURNLOG_STREAMS_BATCH_SIZE")
-    """Most events per batch (`stream.take_events(batch_size, within=batch_within)`).
-    10,000 measured best on both throughput and freshness (bench.streams_load): each
-    ClickHouse insert has a fixed cost of about 0.1 s per batch, tables and views."""
+    """Most events per batch. 10,000 measured best on both throughput and freshness
+    (bench.streams_load): each ClickHouse insert has a fixed cost of about 0.1 s per
+    batch, tables and views."""
     batch_within: float = Field(0.2, gt=0, le=60, validation_alias="TURNLOG_STREAMS_BATCH_WITHIN")
-    """Seconds a batch waits to fill up before it is processed anyway."""
+    """`batch` engine: seconds to wait for a first record while nothing has been fetched.
+    `faust` engine: seconds a batch waits to fill up before it is processed anyway."""
     metrics_host: str = Field("127.0.0.1", validation_alias="TURNLOG_STREAMS_METRICS_HOST")
     """Address of the Prometheus endpoint (`/metrics`); loopback unless you mean otherwise."""
     metrics_port: int = Field(9465, ge=0, le=65535, validation_alias="TURNLOG_STREAMS_METRICS_PORT")
@@ -115,6 +124,7 @@ class StreamsSettings(BaseSettings):
             "clickhouse": redact_url(self.analytics_url),
             "clickhouse_database": self.clickhouse_database,
             "consumer_group": self.consumer_group,
+            "engine": self.engine,
             "batch": f"{self.batch_size} within {self.batch_within}s",
             "metrics": f"{self.metrics_host}:{self.metrics_port}",
             "query_endpoint": f"{self.query_host}:{self.query_port}",

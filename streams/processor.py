@@ -1,13 +1,14 @@
 """The batch processor: raw records in; read models written, dead letters and derived
-records out. Faust-agnostic, so the Faust agent, a plain aiokafka loop and the rebuild
-command share it.
+records out. Consumer-agnostic, so the batch engine, the Faust agent, the benchmark's
+plain aiokafka loop and the rebuild command share it.
 
 `process` is synchronous and blocking (psycopg, chDB): call it from ONE dedicated thread
 (`loop.run_in_executor` with a single-thread executor); the PostgreSQL connections and the
 chDB session stay on that thread. For each batch:
 
 1. Decode every record (`schemas.decode`); a `SchemaError` makes a dead letter with the
-   error's `reason`.
+   error's `reason`. `decode_records` does this step alone, on any thread: the batch
+   engine decodes the next batch while the sink thread writes the current one.
 2. Under the shared projection lock (`locks`), apply the decoded events to PostgreSQL
    (one transaction per batch, idempotent by its ledger), isolating any event it cannot
    take (`isolate`); then read back the rows of the turns and sessions the batch touched
@@ -68,7 +69,7 @@ from streams.state import ProjectionState, TurnKey
 
 logger = logging.getLogger("turnlog.streams.processor")
 
-__all__ = ["BatchOutcome", "BatchProcessor", "RawRecord"]
+__all__ = ["BatchOutcome", "BatchProcessor", "DecodedBatch", "RawRecord", "decode_records"]
 
 R = TypeVar("R")
 
@@ -126,12 +127,13 @@ class BatchProcessor:
         self.turns_topic = topic_prefix + TURNS_TOPIC
         self.sessions_topic = topic_prefix + SESSIONS_TOPIC
 
-    def process(self, records: Sequence[RawRecord]) -> BatchOutcome:
-        """Process one batch; see the module doc. Raises `SinkUnavailableError`."""
-        outcome = BatchOutcome(consumed=len(records))
-        events = self._decode(records, outcome)
+    def process(self, batch: Sequence[RawRecord] | DecodedBatch) -> BatchOutcome:
+        """Process one batch, raw or decoded already (`decode_records`, which any thread
+        may run); see the module doc. Raises `SinkUnavailableError`."""
+        decoded = batch if isinstance(batch, DecodedBatch) else decode_records(batch)
+        outcome = BatchOutcome(consumed=len(decoded), dead_letters=list(decoded.dead_letters))
         with self.state.locked():
-            projected = self._apply_postgres(events, outcome)
+            projected = self._apply_postgres(decoded.events, outcome)
             derived_records = self._derive(projected, outcome)
         self._apply_clickhouse(projected, outcome)
         now = self._clock()
@@ -145,20 +147,6 @@ class BatchProcessor:
         self.state.close()
         if isinstance(self.postgres, PostgresProjection):
             self.postgres.close()
-
-    def _decode(self, records: Sequence[RawRecord], outcome: BatchOutcome) -> list[_Decoded]:
-        decoded = []
-        for record in records:
-            try:
-                event = decode(record.value or b"")
-            except SchemaError as error:
-                outcome.dead_letters.append(DeadLetter(
-                    record, error.reason, type(error).__name__, error.message, STAGE_DECODE
-                ))  # fmt: skip
-                continue
-            source = SourceRecord(record.topic, record.partition, record.offset, event)
-            decoded.append(_Decoded(record, source))
-        return decoded
 
     def _apply_postgres(self, events: list[_Decoded], outcome: BatchOutcome) -> list[_Decoded]:
         sink = postgres_sink(self.postgres.apply_batch)
@@ -297,6 +285,45 @@ class BatchProcessor:
 class _Decoded:
     raw: RawRecord
     source: SourceRecord
+
+
+@dataclass(slots=True)
+class DecodedBatch:
+    """Records decoded ahead of `process` (step 1 of the module doc), so a consumer can
+    decode the next batch while the sinks write the current one. Never changed by
+    `process`, so a failed batch is processed again from the same `DecodedBatch`."""
+
+    records: list[RawRecord] = field(default_factory=list)
+    events: list[_Decoded] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    """The records `decode` refused."""
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def extend(self, other: DecodedBatch) -> None:
+        """Append a batch decoded later (its records come after this one's)."""
+        self.records.extend(other.records)
+        self.events.extend(other.events)
+        self.dead_letters.extend(other.dead_letters)
+
+
+def decode_records(records: Sequence[RawRecord]) -> DecodedBatch:
+    """Decode `records` (`schemas.decode`); a `SchemaError` makes a dead letter. Pure:
+    any thread may run it."""
+    batch = DecodedBatch(records=list(records))
+    events, letters = batch.events, batch.dead_letters
+    for record in records:
+        try:
+            event = decode(record.value or b"")
+        except SchemaError as error:
+            letters.append(DeadLetter(
+                record, error.reason, type(error).__name__, error.message, STAGE_DECODE
+            ))  # fmt: skip
+            continue
+        source = SourceRecord(record.topic, record.partition, record.offset, event)
+        events.append(_Decoded(record, source))
+    return batch
 
 
 def _completes_a_turn(data: Any) -> bool:

@@ -1,13 +1,16 @@
 """The worker's runtime: a `mode.Service` the Faust app starts before anything else (and
 stops last), owning the sink thread, the processor, the metrics and query endpoints, and
-the one method the agent calls per batch.
+the method each engine calls per batch: `project` (the batch engine, `streams.engine`),
+`handle` (the Faust agent, `streams.agents`).
 
-At-least-once, and never a lost batch: `handle` returns only after the batch is in both
+At-least-once, and never a lost batch: `project` returns only after the batch is in both
 sinks and its dead letters and derived records are delivered (their send futures
-awaited); then Faust acknowledges it. A batch that fails as a whole (a sink down, a
-failed delivery) is processed again, with growing pauses, until it succeeds: the sinks
-make a repeat harmless. When the worker stops in the middle of a batch, the batch is
-held back from the offset commit (see `_hold_back`), so the next worker processes it.
+awaited); then the engine commits it (the Faust agent: acknowledges it). A batch that
+fails as a whole (a sink down, a failed delivery) is processed again, with growing
+pauses, until it succeeds: the sinks make a repeat harmless. When the worker stops in the
+middle of a batch, the batch is held back from the offset commit (the batch engine
+simply does not commit it; the Faust agent: see `_hold_back`), so the next worker
+processes it.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import mode
 from projections.clickhouse.store import ChdbStore
 from streams.config import StreamsSettings
 from streams.metrics import StreamsMetrics
-from streams.processor import BatchOutcome, BatchProcessor
+from streams.processor import BatchOutcome, BatchProcessor, DecodedBatch
 from streams.records import Headers, OutRecord, RawRecord
 from streams.startup import (
     Sinks,
@@ -58,7 +61,6 @@ class StreamsRuntime(mode.Service):
         self._sinks: Sinks | None = None
         self._metrics_server: Any = None
         self._endpoint: Any = None
-        self._topics: dict[str, faust.types.TopicT] = {}
         self._next_offsets: dict[int, int] = {}
         self._ready = False
 
@@ -78,10 +80,6 @@ class StreamsRuntime(mode.Service):
         await self._finish_pending_write(self._sinks)
         self._metrics_server = start_metrics_server(settings, self.metrics.registry)
         self._endpoint = start_query_endpoint(settings, self._sinks.store)
-        for name in (settings.dlq_topic, settings.turns_topic, settings.sessions_topic):
-            self._topics[name] = self.app.topic(
-                name, key_serializer="raw", value_serializer="raw"
-            )
         self._ready = True
 
     async def on_stop(self) -> None:
@@ -124,48 +122,54 @@ class StreamsRuntime(mode.Service):
         logger.info("finished the unfinished ClickHouse write: %d events sent again", written)
 
     async def handle(self, events: Sequence[faust.types.EventT[Any]]) -> None:
-        """Process one batch of the agent; returns when it may be acknowledged."""
+        """Process one batch of the Faust agent; returns when it may be acknowledged."""
         records = [raw_record(event.message) for event in events]
-        started = time.perf_counter()
         try:
-            outcome = await self._until_done(records)
+            await self.project(records)
         except BaseException:
             _hold_back(events)
             raise
+        for record in records:
+            self._next_offsets[record.partition] = max(
+                self._next_offsets.get(record.partition, 0), record.offset + 1
+            )
+
+    async def project(self, batch: Sequence[RawRecord] | DecodedBatch) -> BatchOutcome:
+        """Process one batch until it is in both sinks and its outputs are delivered
+        (processed again, with growing pauses, while it fails as a whole); counts it."""
+        started = time.perf_counter()
+        outcome = await self._until_done(batch)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.metrics.record(
             outcome, turns_topic=self.settings.turns_topic,
             sessions_topic=self.settings.sessions_topic,
         )  # fmt: skip
-        for record in records:
-            self._next_offsets[record.partition] = max(
-                self._next_offsets.get(record.partition, 0), record.offset + 1
-            )
         if outcome.dead_letters:
             logger.warning("dead-lettered %d of %d records", len(outcome.dead_letters),
-                           len(records))
+                           outcome.consumed)
+        return outcome
 
-    async def _until_done(self, records: list[RawRecord]) -> BatchOutcome:
+    async def _until_done(self, batch: Sequence[RawRecord] | DecodedBatch) -> BatchOutcome:
         pause = 0.5
         while True:
             try:
-                outcome = await self.in_sink_thread(self.processor.process, records)
+                outcome = await self.in_sink_thread(self.processor.process, batch)
                 await self._publish(outcome.outputs)
                 return outcome
             except Exception:
                 self.metrics.batch_failures.inc()
                 logger.exception(
                     "a batch of %d records failed as a whole; processing it again in %.1fs",
-                    len(records), pause,
+                    len(batch), pause,
                 )  # fmt: skip
             await asyncio.sleep(pause)
             pause = min(pause * 2, MAX_BATCH_PAUSE)
 
     async def _publish(self, outputs: list[OutRecord]) -> None:
+        """Send every output, then wait until Kafka has them all (acks=all)."""
+        producer = self.app.producer
         pending = [
-            await self._topics[out.topic].send(
-                key=out.key, value=out.value, headers=list(out.headers)
-            )
+            await producer.send(out.topic, out.key, out.value, None, None, list(out.headers))
             for out in outputs
         ]
         await asyncio.gather(*pending)

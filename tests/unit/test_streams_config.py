@@ -128,7 +128,32 @@ def test_the_app_is_built_lazily_for_faust_cli_without_connecting(
     )
     assert conf.web_bind == "127.0.0.1"
     assert conf.producer_max_request_size > 8 * 1024 * 1024
+    assert app.runtime.settings.events_topic == "lazy.turnlog.events"
+    # the default engine: the batch engine as a service, Faust's consumer left out
+    assert app.runtime.settings.engine == "batch"
+    assert app.engine is not None and app.engine.settings.events_topic == "lazy.turnlog.events"
+    assert not app.agents
+    assert app.boot_strategy.enable_kafka_consumer is False
+
+
+def test_the_faust_engine_is_an_agent_over_the_events_topic(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from streams.app import create_app
+
+    monkeypatch.setenv("TURNLOG_TOPIC_PREFIX", "lazy.")
+    monkeypatch.setenv("TURNLOG_STREAMS_ENGINE", "faust")
+    app = create_app(load_streams_settings())
+    assert app.engine is None
     assert [t for agent in app.agents.values() for t in agent.channel.topics] == [
         "lazy.turnlog.events"
     ]
-    assert app.runtime.settings.events_topic == "lazy.turnlog.events"
+    assert app.boot_strategy.enable_kafka_consumer is not False
+
+
+def test_an_unknown_engine_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TURNLOG_STREAMS_ENGINE", "spark")
+    with pytest.raises(ConfigurationError) as raised:
+        load_streams_settings()
+    assert raised.value.variables == ("TURNLOG_STREAMS_ENGINE",)
+    assert "spark" not in str(raised.value)

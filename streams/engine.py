@@ -1,0 +1,250 @@
+"""The batch engine (the default, `TURNLOG_STREAMS_ENGINE=batch`): a greedy batch loop
+over aiokafka, run as a `mode.Service` of the Faust app, so Faust stays the service
+container (`python -m streams worker`, `faust -A streams.app worker`) while batches skip
+Faust's per-event stream machinery (about 100 µs an event; see README).
+
+A batch is what has been fetched, up to `batch_size`; the engine waits up to
+`batch_within` only while nothing has. While the sink thread writes a batch, the engine
+gathers the next one from the fetcher and decodes it on a thread of its own
+(`decode_records`); once the sinks are done with the current batch, the next goes at
+once. So under load batches grow by themselves, and when the load is light an event
+waits for at most the batch in flight.
+
+At-least-once: the offsets of a batch are committed, explicitly, only after `project`
+returned (both sinks written, outputs delivered), one batch at a time, in order.
+Stopping (SIGTERM) finishes the batch in flight and commits it; records gathered for the
+next batch are dropped uncommitted. Rebalance (`_Rebalance`): before partitions are
+revoked the batch in flight is finished and committed, and everything gathered is dropped
+(Kafka hands the partitions out again from the committed offsets). A batch in flight
+that cannot finish in time (a sink down) is abandoned uncommitted, and processed again
+by whoever owns its partitions next: the sinks make the repeat harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Final
+
+import mode
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+
+from streams.processor import DecodedBatch, decode_records
+from streams.rebuild.log import raw_record
+from streams.runtime import StreamsRuntime
+from streams.startup import FETCH_BYTES
+
+logger = logging.getLogger("turnlog.streams.engine")
+
+LAG_INTERVAL: Final = 5.0
+"""Seconds between two updates of the consumer lag gauge."""
+POLL_SECONDS: Final = 0.005
+"""While a batch is in flight, how often the engine looks for more fetched records (and
+whether the batch is done)."""
+FINISH_TIMEOUT: Final = 60.0
+"""Seconds a stop or a rebalance waits for the batch in flight before abandoning it
+(uncommitted)."""
+
+
+class BatchEngine(mode.Service):
+    """See the module doc."""
+
+    def __init__(self, runtime: StreamsRuntime, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self._consumer: AIOKafkaConsumer | None = None
+        self._decoder: ThreadPoolExecutor | None = None
+        self._inflight: asyncio.Task[None] | None = None
+        self._epoch = 0
+        """Counts revocations: a batch gathered in an earlier epoch is dropped."""
+        self._rebalancing = False
+        """Between a revocation and the next assignment."""
+        self._done: dict[TopicPartition, int] = {}
+        """Next offset to process per partition (committed)."""
+        self._loop_task: asyncio.Future[None] | None = None
+
+    @property
+    def consumer(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            raise RuntimeError("the batch engine is not started")
+        return self._consumer
+
+    async def on_start(self) -> None:
+        settings = self.settings
+        self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="turnlog-decode")
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=settings.consumer_group,
+            client_id=f"{settings.consumer_group}-batch",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=FETCH_BYTES,
+            session_timeout_ms=int(settings.session_timeout * 1000),
+            heartbeat_interval_ms=int(min(3.0, settings.session_timeout / 3) * 1000),
+        )  # fmt: skip
+        consumer.subscribe([settings.events_topic], listener=_Rebalance(self))
+        await consumer.start()
+        self._consumer = consumer
+        self._loop_task = self.add_future(self._consume())
+
+    async def on_stop(self) -> None:
+        if self._loop_task is not None and not self._loop_task.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._loop_task), FINISH_TIMEOUT)
+            except TimeoutError:
+                logger.error("the batch in flight did not finish within %.0fs; it is left "
+                             "uncommitted for the next worker", FINISH_TIMEOUT)  # fmt: skip
+                self._loop_task.cancel()
+            except Exception:
+                logger.exception("the batch loop failed")
+        if self._consumer is not None:
+            await self._consumer.stop()  # leaves the group: the partitions move at once
+        if self._decoder is not None:
+            self._decoder.shutdown(wait=True)
+
+    async def _consume(self) -> None:
+        """The loop: gather the next batch while the current one is in flight."""
+        try:
+            while not self._stopping():
+                epoch, batch = await self._gather()
+                await self._wait_inflight()
+                if self._stopping():
+                    break  # gathered, never processed: never committed
+                if batch is None or self._rebalancing or epoch != self._epoch:
+                    continue  # dropped: fetched again, from the committed offsets
+                self._inflight = asyncio.ensure_future(self._complete(batch))
+            await self._wait_inflight()
+        except asyncio.CancelledError:
+            if self._inflight is not None:
+                self._inflight.cancel()
+            raise
+        except Exception as error:
+            logger.exception("the batch loop failed")
+            await self.crash(error)
+
+    def _stopping(self) -> bool:
+        return self.should_stop  # a call: mypy would fold repeated reads of the property
+
+    async def _gather(self) -> tuple[int, DecodedBatch | None]:
+        """The next batch and the epoch it was gathered in: up to `batch_size` records,
+        gathered and decoded while the one in flight is written; returned once the sinks
+        are free and it holds something. None when stopping, or idle for
+        `batch_within`. What a rebalance interrupts is dropped: after it, aiokafka
+        fetches every assigned partition again from its committed offset."""
+        consumer = self.consumer
+        size = self.settings.batch_size
+        loop = asyncio.get_running_loop()
+        decoding: list[asyncio.Future[DecodedBatch]] = []
+        gathered = 0
+        epoch = self._epoch
+        while gathered < size and not self._stopping():
+            if self._rebalancing or epoch != self._epoch:
+                decoding, gathered, epoch = [], 0, self._epoch
+                if self._rebalancing:
+                    await asyncio.sleep(POLL_SECONDS)
+                    continue
+            busy = self._inflight is not None and not self._inflight.done()
+            if gathered and not busy:
+                break
+            wait = POLL_SECONDS if busy or gathered else self.settings.batch_within
+            fetched = await consumer.getmany(timeout_ms=int(wait * 1000),
+                                             max_records=size - gathered)  # fmt: skip
+            messages = [m for batch in fetched.values() for m in batch]
+            if messages:
+                gathered += len(messages)
+                decoding.append(loop.run_in_executor(self._decoder, _decode, messages))
+            elif not busy and not gathered:
+                return epoch, None
+        if not decoding:
+            return epoch, None
+        parts = await asyncio.gather(*decoding)
+        batch = parts[0]
+        for part in parts[1:]:
+            batch.extend(part)
+        return epoch, batch
+
+    async def _wait_inflight(self) -> None:
+        if self._inflight is not None:
+            try:
+                await self._inflight
+            finally:
+                self._inflight = None
+
+    async def _complete(self, batch: DecodedBatch) -> None:
+        """Project the batch, then commit its offsets."""
+        await self.runtime.project(batch)
+        offsets: dict[TopicPartition, int] = {}
+        for record in batch.records:
+            tp = TopicPartition(record.topic, record.partition)
+            offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
+        try:
+            await self.consumer.commit(offsets)
+        except KafkaError as error:  # the group moved on (this member was too slow)
+            logger.warning("committing a processed batch failed (%s); its partitions' next "
+                           "owner processes it again", error)  # fmt: skip
+            return
+        self._done.update(offsets)
+
+    async def on_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        """Finish and commit the batch in flight; drop what was gathered after it."""
+        self._epoch += 1
+        self._rebalancing = True
+        inflight = self._inflight
+        if inflight is not None and not inflight.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(inflight), FINISH_TIMEOUT)
+            except TimeoutError:
+                logger.error("the batch in flight did not finish within %.0fs of a "
+                             "rebalance; it is left uncommitted", FINISH_TIMEOUT)  # fmt: skip
+                inflight.cancel()
+            except Exception:
+                logger.exception("the batch in flight failed during a rebalance")
+        for tp in revoked:
+            self._done.pop(tp, None)
+
+    def on_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        self._rebalancing = False
+        logger.info("assigned partitions %s", sorted(tp.partition for tp in assigned))
+
+    @mode.Service.timer(LAG_INTERVAL)
+    async def _update_lag(self) -> None:
+        """Set the lag gauge: per assigned partition, its end offset minus the next
+        offset to process."""
+        consumer = self._consumer
+        if consumer is None:
+            return
+        assigned = list(consumer.assignment())
+        if not assigned:
+            self.runtime.metrics.set_lag({})
+            return
+        try:
+            ends = await consumer.end_offsets(assigned)
+            lag = {}
+            for tp in assigned:
+                done = self._done.get(tp)
+                if done is None:
+                    done = await consumer.committed(tp) or 0
+                lag[tp.partition] = max(int(ends.get(tp, 0)) - done, 0)
+        except KafkaError as error:
+            logger.warning("cannot update the lag gauge: %s", error)
+            return
+        self.runtime.metrics.set_lag(lag)
+
+
+def _decode(messages: list[Any]) -> DecodedBatch:
+    return decode_records([raw_record(m) for m in messages])
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, engine: BatchEngine) -> None:
+        self.engine = engine
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        await self.engine.on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        self.engine.on_assigned(assigned)
