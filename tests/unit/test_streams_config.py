@@ -131,7 +131,8 @@ def test_the_app_is_built_lazily_for_faust_cli_without_connecting(
     assert app.runtime.settings.events_topic == "lazy.turnlog.events"
     # the default engine: the batch engine as a service, Faust's consumer left out
     assert app.runtime.settings.engine == "batch"
-    assert app.engine is not None and app.engine.settings.events_topic == "lazy.turnlog.events"
+    assert app.engine is not None
+    assert app.engine.settings.events_topic == "lazy.turnlog.events"
     assert not app.agents
     assert app.boot_strategy.enable_kafka_consumer is False
 
