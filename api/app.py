@@ -1,0 +1,144 @@
+"""The FastAPI application: routers per resource, error handlers, middleware, lifespan.
+
+`create_app(settings)` builds it; `api.main:app` is the app of the environment's
+settings for `uvicorn api.main:app`. Tests pass their own settings (and the analytics
+store their process owns).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
+
+from api import docs
+from api.errors import ApiError, ErrorBody, FieldError, error_body
+from api.keys import insert_key
+from api.middleware import ApiMetrics, ResponseMiddleware
+from api.routes import analytics, health, rooms, sessions, tokens
+from api.services import Services
+from api.settings import ApiSettings
+from projections.clickhouse.store import AnalyticsStore
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Turnlog's HTTP API: LiveKit access tokens for clients, the conversation read models
+(sessions, transcripts, event histories, live events), analytics, and LiveKit rooms.
+
+Authenticate with an API key: `Authorization: Bearer tlk_...`. Keys have scopes:
+`tokens` (clients' backends), `read` (read models and analytics), `admin` (rooms and
+analysts' SQL). Errors answer a JSON body with a stable `error` code and the `field` at
+fault; 429 and 503 carry `Retry-After`.
+"""
+
+TOKEN_PATH = "/v1/tokens"  # noqa: S105 (a path, not a secret)
+
+
+def create_app(settings: ApiSettings, *, analytics_store: AnalyticsStore | None = None) -> FastAPI:
+    metrics = ApiMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = Services.create(settings, metrics=metrics, analytics_store=analytics_store)
+        await services.start()
+        app.state.services = services
+        if settings.dev_mode:
+            await _announce_dev_key(services)
+        try:
+            yield
+        finally:
+            await services.stop()
+
+    app = FastAPI(
+        title="Turnlog API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        responses={
+            500: {"model": ErrorBody, "description": "The request failed (logged, no detail)"}
+        },
+    )
+    for router in (
+        tokens.router, sessions.router, analytics.router, rooms.router, health.router,
+        docs.router,
+    ):  # fmt: skip
+        app.include_router(router)
+    _add_error_handlers(app, metrics)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
+    app.add_middleware(ResponseMiddleware, metrics=metrics, page_csp=docs.PAGE_CSP)
+    return app
+
+
+async def _announce_dev_key(services: Services) -> None:
+    """Development mode: a fresh key with every scope, shown once on the console."""
+    key, _ = await services.db.run(
+        insert_key, name="dev", scopes=["tokens", "read", "admin"], schema=services.db.schema
+    )
+    print(
+        f"Turnlog API development key (scopes tokens, read, admin): {key}",
+        file=sys.stderr, flush=True,
+    )  # fmt: skip
+
+
+def _add_error_handlers(app: FastAPI, metrics: ApiMetrics) -> None:
+    def answer(
+        request: Request, status: int, body: dict[str, Any], headers: dict[str, str]
+    ) -> JSONResponse:
+        if request.url.path == TOKEN_PATH and status >= 400:
+            metrics.tokens_refused.labels(body["error"]).inc()
+        return JSONResponse(body, status_code=status, headers=headers or None)
+
+    async def api_error(request: Request, error: Exception) -> JSONResponse:
+        if not isinstance(error, ApiError):  # pragma: no cover - registered for ApiError
+            raise error
+        return answer(request, error.status_code, error_body(error), error.headers)
+
+    async def validation_error(request: Request, error: Exception) -> JSONResponse:
+        if not isinstance(error, RequestValidationError):  # pragma: no cover
+            raise error
+        fields = [
+            FieldError(
+                field=".".join(str(part) for part in detail["loc"]),
+                message=str(detail["msg"]).removeprefix("Value error, "),
+                type=str(detail["type"]),
+            )
+            for detail in error.errors()
+        ]
+        first = fields[0] if fields else None
+        body = ErrorBody(
+            error="validation_failed",
+            message=f"{first.field}: {first.message}" if first else "the request is invalid",
+            field=first.field if first else None,
+            fields=fields,
+        )
+        return answer(request, 422, body.model_dump(exclude_none=True), {})
+
+    async def http_error(request: Request, error: Exception) -> JSONResponse:
+        if not isinstance(error, StarletteHTTPException):  # pragma: no cover
+            raise error
+        reason = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+        body = ErrorBody(error=reason, message=str(error.detail))
+        return answer(request, error.status_code, body.model_dump(exclude_none=True),
+                      dict(error.headers or {}))  # fmt: skip
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)

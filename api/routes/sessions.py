@@ -1,0 +1,211 @@
+"""Conversation read models from PostgreSQL: the session list, one session, its transcript;
+its full event history from the analytics store; its live events from Kafka."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated, Any, Final, Literal
+
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import StreamingResponse
+from psycopg import sql
+from pydantic import AwareDatetime, BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from api.db import Connection
+from api.deps import ReadKey, ServicesDep
+from api.errors import InvalidRequestError, NotFoundError, responses
+from api.live import session_stream
+from api.models import (
+    EventPageOut,
+    SessionDetailOut,
+    SessionEventOut,
+    SessionSummaryOut,
+    TranscriptOut,
+    TranscriptTurnOut,
+)
+from projections.clickhouse import queries as ch_queries
+from projections.postgres import queries as pg_queries
+from projections.postgres.models import SessionCursor
+
+router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
+
+SessionId = Annotated[
+    str, Path(min_length=1, max_length=200, description="The session id (`sessionid`).")
+]
+TRANSCRIPT_PAGE: Final = 500
+
+
+class SessionPageOut(BaseModel):
+    """A page of sessions, newest first."""
+
+    items: list[SessionSummaryOut]
+    next_cursor: str | None = Field(examples=["MjAyNS0wMy0wMVQxMDowMDowMCswMDowMHxzZXNzXzE"])
+    """Pass as `cursor` for the next page; null on the last one."""
+
+
+@router.get("", summary="List sessions", responses=responses(400, 401, 403, 422, 429, 503))
+async def list_sessions(
+    key: ReadKey,
+    services: ServicesDep,
+    room: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    agent: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    status: Literal["active", "closed", "failed"] | None = None,
+    started_from: Annotated[AwareDatetime | None, Query(description="Inclusive.")] = None,
+    started_before: Annotated[AwareDatetime | None, Query(description="Exclusive.")] = None,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    limit: Annotated[int, Query(ge=1, le=pg_queries.MAX_PAGE)] = 50,
+) -> SessionPageOut:
+    """Sessions newest first (by start time, then id), filtered by room, agent name,
+    status and start time. Keyset pagination: pages stay stable while sessions are
+    added. Scope: `read`."""
+    after = None
+    if cursor is not None:
+        try:
+            after = SessionCursor.decode(cursor)
+        except ValueError as error:
+            raise InvalidRequestError("cursor is not one this API gave", field="cursor") from error
+    page = await services.db.run(
+        pg_queries.list_sessions, schema=services.db.schema, room=room, agent=agent,
+        status=status, started_from=started_from, started_before=started_before, after=after,
+        limit=limit,
+    )  # fmt: skip
+    return SessionPageOut(
+        items=[SessionSummaryOut.model_validate(s, from_attributes=True) for s in page.items],
+        next_cursor=page.next_cursor.encode() if page.next_cursor else None,
+    )
+
+
+@router.get(
+    "/{session_id}", summary="One session", responses=responses(401, 403, 404, 422, 429, 503)
+)
+async def get_session(
+    session_id: SessionId, key: ReadKey, services: ServicesDep
+) -> SessionDetailOut:
+    """The session with its counts, participants, models and latency statistics.
+    Scope: `read`."""
+    detail = await services.db.run(pg_queries.session_detail, session_id, schema=services.db.schema)
+    if detail is None:
+        raise NotFoundError(f"no session {session_id!r}", field="session_id")
+    fields = {f.name: getattr(detail, f.name) for f in dataclasses.fields(detail)}
+    summary = dataclasses.asdict(fields.pop("summary"))
+    fields["latency"] = dataclasses.asdict(fields["latency"])
+    fields["participants"] = [dataclasses.asdict(p) for p in fields["participants"]]
+    return SessionDetailOut.model_validate(summary | fields)
+
+
+def _transcript(
+    conn: Connection, session_id: str, *, schema: str, after_sequence: int, limit: int
+) -> tuple[list[Any], bool]:
+    """The page, and whether the session exists (asked only when the page is empty)."""
+    entries = pg_queries.transcript(
+        conn, session_id, schema=schema, after_sequence=after_sequence, limit=limit
+    )
+    if entries:
+        return entries, True
+    return [], _exists(conn, session_id, schema=schema)
+
+
+def _exists(conn: Connection, session_id: str, *, schema: str) -> bool:
+    query = sql.SQL("SELECT 1 FROM {} WHERE session_id = %s").format(
+        sql.Identifier(schema, "sessions")
+    )
+    return conn.execute(query, (session_id,)).fetchone() is not None
+
+
+@router.get(
+    "/{session_id}/transcript",
+    summary="A session's transcript",
+    responses=responses(401, 403, 404, 422, 429, 503),
+)
+async def get_transcript(
+    session_id: SessionId,
+    key: ReadKey,
+    services: ServicesDep,
+    after_sequence: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    limit: Annotated[int, Query(ge=1, le=TRANSCRIPT_PAGE)] = TRANSCRIPT_PAGE,
+) -> TranscriptOut:
+    """The committed turns (user and agent messages) in commit order, with whether each
+    was interrupted and its latency breakdown. Pages by `after_sequence`. Scope: `read`."""
+    entries, exists = await services.db.run(
+        _transcript, session_id, schema=services.db.schema, after_sequence=after_sequence,
+        limit=limit,
+    )  # fmt: skip
+    if not exists:
+        raise NotFoundError(f"no session {session_id!r}", field="session_id")
+    return TranscriptOut(
+        session_id=session_id,
+        turns=[TranscriptTurnOut.model_validate(e, from_attributes=True) for e in entries],
+        next_after=entries[-1].sequence if len(entries) == limit else None,
+    )
+
+
+@router.get(
+    "/{session_id}/events",
+    summary="A session's event history",
+    responses=responses(401, 403, 404, 422, 429, 502, 503),
+)
+async def get_events(
+    session_id: SessionId,
+    key: ReadKey,
+    services: ServicesDep,
+    after: Annotated[int, Query(ge=0, le=2**62, description="Sequence to start after.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> EventPageOut:
+    """Every event of the session as recorded (CloudEvents `data` included), in sequence
+    order, from the analytics store. Pages by `after` = the previous `next_after`.
+    Scope: `read`."""
+    exists = await services.db.run(_exists, session_id, schema=services.db.schema)
+    if not exists:
+        raise NotFoundError(f"no session {session_id!r}", field="session_id")
+    page = await run_in_threadpool(
+        services.analytics.call,
+        lambda store, db: ch_queries.session_events(
+            store, db, session_id, after=after, limit=limit
+        ),
+    )
+    return EventPageOut(
+        session_id=session_id,
+        events=[SessionEventOut.model_validate(e, from_attributes=True) for e in page.events],
+        next_after=page.next_after,
+    )
+
+
+@router.get(
+    "/{session_id}/live",
+    summary="A session's events as they happen (Server-Sent Events)",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "An event stream: `ready` once listening, then one message per "
+            "event (`id` = sequence, `event` = CloudEvents type, `data` = the CloudEvent "
+            "JSON), a `: keep-alive` comment when quiet; it ends after session.closed.",
+            "content": {"text/event-stream": {
+                "schema": {"type": "string"},
+                "example": 'event: ready\ndata: {"session_id": "sess_1", "offset": 42}\n\n'
+                "id: 7\nevent: turnlog.user.transcribed.v1\ndata: {...}\n\n",
+            }},
+        },
+        **responses(401, 403, 404, 422, 429, 503),
+    },
+)  # fmt: skip
+async def live_events(
+    session_id: SessionId, key: ReadKey, services: ServicesDep
+) -> StreamingResponse:
+    """Follow a session: its new events as Server-Sent Events, read from the Kafka log
+    as they arrive. Scope: `read`."""
+    exists = await services.db.run(_exists, session_id, schema=services.db.schema)
+    if not exists:
+        raise NotFoundError(f"no session {session_id!r}", field="session_id")
+    topic = services.settings.events_topic
+    partition = await services.kafka.partition_of(topic, session_id)
+    services.metrics.live_streams.inc()
+    stream = session_stream(
+        bootstrap=services.settings.kafka_bootstrap, topic=topic, partition=partition,
+        session_id=session_id, heartbeat_s=services.settings.live_heartbeat_s,
+    )  # fmt: skip
+    return StreamingResponse(
+        stream,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,143 @@
+"""`POST /v1/tokens`: a LiveKit access token for one client in one room."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import ServicesDep, TokensKey, client_address
+from api.errors import (
+    DependencyUnavailableError,
+    InvalidRequestError,
+    RateLimitedError,
+    responses,
+)
+from api.issuance import Issuance
+from api.livekit_tokens import issue_token
+
+router = APIRouter(prefix="/v1/tokens", tags=["tokens"])
+
+NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]*$"
+"""Room names and identities: letters, digits and `_ . : @ -`, starting with a letter or
+digit (safe in URLs, logs and LiveKit's APIs)."""
+PRINTABLE: Final = r"^[^\x00-\x1f\x7f]*$"
+
+
+class TokenRequest(BaseModel):
+    """Who joins which room, for how long."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{
+                "room": "math-room-1", "identity": "student-42", "name": "Ada",
+                "metadata": '{"course": "algebra"}', "ttl_seconds": 600,
+            }]
+        },
+    )  # fmt: skip
+
+    room: str = Field(min_length=1, max_length=128, pattern=NAME_PATTERN)
+    """The room the token admits to (created on join if it does not exist)."""
+    identity: str = Field(min_length=1, max_length=128, pattern=NAME_PATTERN)
+    """The participant's identity, unique within the room."""
+    name: str | None = Field(default=None, min_length=1, max_length=128, pattern=PRINTABLE)
+    """Display name shown to other participants."""
+    metadata: str | None = Field(default=None, max_length=65_536)
+    """Participant metadata; at most `TURNLOG_TOKEN_METADATA_MAX_BYTES` UTF-8 bytes
+    (default 1024)."""
+    ttl_seconds: int | None = Field(default=None, ge=1, le=86_400)
+    """Token lifetime in seconds, within `TURNLOG_TOKEN_TTL_MIN`..`TURNLOG_TOKEN_TTL_MAX`
+    (default 60..3600); default `TURNLOG_TOKEN_TTL_DEFAULT` (600)."""
+
+
+class TokenResponse(BaseModel):
+    """A signed LiveKit token and where to use it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{
+                "token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ2aWRlbyI6ey...",
+                "livekit_url": "ws://127.0.0.1:7880", "room": "math-room-1",
+                "identity": "student-42", "expires_at": "2025-03-01T10:10:00Z",
+            }]
+        }
+    )  # fmt: skip
+
+    token: str
+    """The JWT to connect with: join this room, publish the microphone, subscribe."""
+    livekit_url: str
+    """The LiveKit server to connect to."""
+    room: str
+    identity: str
+    expires_at: datetime
+    """When the token stops admitting (UTC, whole seconds)."""
+
+
+def limit_per_address(request: Request, services: ServicesDep) -> None:
+    """Token requests per client address, counted before authentication (so guessing
+    keys is limited too)."""
+    retry_after = services.per_address.acquire(client_address(request))
+    if retry_after:
+        raise RateLimitedError(
+            f"more than {services.per_address.per_minute} token requests a minute from "
+            "this address",
+            retry_after=retry_after,
+        )
+
+
+@router.post(
+    "",
+    status_code=201,
+    summary="Issue a LiveKit access token",
+    dependencies=[Depends(limit_per_address)],
+    responses=responses(400, 401, 403, 422, 429, 503),
+)
+async def create_token(
+    body: TokenRequest,
+    key: TokensKey,
+    services: ServicesDep,
+    request: Request,
+    response: Response,
+) -> TokenResponse:
+    """A token that lets one participant join one room with the least privilege a voice
+    call needs: publish the microphone only, subscribe, no data messages unless
+    configured, no admin grant of any kind. Joining dispatches the agent
+    (`TURNLOG_AGENT_NAME`) into the room. The issuance is recorded (key, address, room,
+    identity, times; never the token). Scope: `tokens`."""
+    settings = services.settings
+    ttl = body.ttl_seconds if body.ttl_seconds is not None else settings.token_ttl_default_s
+    if not settings.token_ttl_min_s <= ttl <= settings.token_ttl_max_s:
+        raise InvalidRequestError(
+            f"ttl_seconds must be between {settings.token_ttl_min_s} and "
+            f"{settings.token_ttl_max_s}",
+            field="ttl_seconds",
+        )
+    if body.metadata and len(body.metadata.encode()) > settings.token_metadata_max_bytes:
+        raise InvalidRequestError(
+            f"metadata must be at most {settings.token_metadata_max_bytes} bytes (UTF-8)",
+            field="metadata",
+        )
+    if not services.issuance.has_room():
+        raise DependencyUnavailableError(
+            "token issuances cannot be recorded at the moment", dependency="postgres"
+        )
+    api_key, api_secret = settings.livekit_credentials()
+    issued = issue_token(
+        api_key=api_key, api_secret=api_secret, room=body.room, identity=body.identity,
+        ttl=timedelta(seconds=ttl), agent_name=settings.agent_name, name=body.name,
+        metadata=body.metadata, can_publish_data=settings.token_can_publish_data,
+    )  # fmt: skip
+    services.issuance.record(Issuance(
+        issued_at=datetime.now(UTC), key_id=key.key_id, client_address=client_address(request),
+        room=issued.room, identity=issued.identity, expires_at=issued.expires_at,
+        agent_name=settings.agent_name or None,
+    ))  # fmt: skip
+    services.metrics.tokens_issued.inc()
+    response.headers["Cache-Control"] = "no-store"
+    return TokenResponse(
+        token=issued.token, livekit_url=settings.livekit_url, room=issued.room,
+        identity=issued.identity, expires_at=issued.expires_at,
+    )  # fmt: skip

@@ -1,0 +1,97 @@
+"""What the routes use, made once per app from the settings: the PostgreSQL pool, the
+key ring, the issuance record, the analytics reader, Kafka metadata, the rate limiters,
+the metrics and the LiveKit server API. Started and stopped by the app's lifespan."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from livekit import api as lkapi
+
+from api.analytics import Analytics
+from api.db import Database
+from api.issuance import IssuanceLog
+from api.keys import KeyRing
+from api.live import KafkaMetadata
+from api.middleware import ApiMetrics
+from api.ratelimit import RateLimiter
+from api.settings import ApiSettings
+from projections.clickhouse.store import AnalyticsStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: ApiSettings
+    db: Database
+    keys: KeyRing
+    issuance: IssuanceLog
+    analytics: Analytics
+    kafka: KafkaMetadata
+    per_key: RateLimiter
+    per_address: RateLimiter
+    metrics: ApiMetrics
+    _livekit: Any = field(default=None, repr=False)
+
+    @classmethod
+    def create(
+        cls,
+        settings: ApiSettings,
+        *,
+        metrics: ApiMetrics,
+        analytics_store: AnalyticsStore | None = None,
+    ) -> Services:
+        schema = settings.postgres_schema
+        db = Database(
+            settings.postgres_dsn.get_secret_value(), schema=schema,
+            size=settings.postgres_pool_size,
+        )  # fmt: skip
+        return cls(
+            settings=settings,
+            db=db,
+            keys=KeyRing(schema=schema),
+            issuance=IssuanceLog(db.pool, schema=schema),
+            analytics=Analytics(
+                settings.analytics_url,
+                database=settings.clickhouse_database,
+                store=analytics_store,
+            ),
+            kafka=KafkaMetadata(settings.kafka_bootstrap),
+            per_key=RateLimiter(settings.rate_limit_per_key),
+            per_address=RateLimiter(settings.rate_limit_per_address),
+            metrics=metrics,
+        )
+
+    def livekit(self) -> lkapi.LiveKitAPI:
+        """The LiveKit server API (rooms), made on first use inside the event loop."""
+        if self._livekit is None:
+            credentials = self.settings.livekit_credentials()
+            self._livekit = lkapi.LiveKitAPI(
+                _http_url(self.settings.livekit_url), credentials[0], credentials[1]
+            )
+        client: lkapi.LiveKitAPI = self._livekit
+        return client
+
+    async def start(self) -> None:
+        self.db.open()
+        self.issuance.start()
+
+    async def stop(self) -> None:
+        await self.issuance.stop()
+        if self._livekit is not None:
+            await self._livekit.aclose()
+        await self.kafka.close()
+        self.analytics.close()
+        self.db.close()
+
+
+def _http_url(url: str) -> str:
+    """LiveKit's server API speaks HTTP on the same address as its WebSocket."""
+    if url.startswith("ws://"):
+        return "http://" + url.removeprefix("ws://")
+    if url.startswith("wss://"):
+        return "https://" + url.removeprefix("wss://")
+    return url

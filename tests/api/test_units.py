@@ -1,0 +1,145 @@
+"""Pure logic of the API: rate limit buckets, client grants, settings, error bodies,
+SSE framing. No services."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from livekit.api import TokenVerifier
+
+from api.errors import ConfigurationError, RateLimitedError, error_body
+from api.keys import KEY_PREFIX, InvalidKeySpecError, check_scopes, hash_key, new_key
+from api.live import _event_message, sse
+from api.livekit_tokens import issue_token
+from api.ratelimit import RateLimiter
+from api.settings import load_api_settings
+
+pytestmark = pytest.mark.unit
+
+SECRET = "unit-test-secret-0123456789abcdefghij"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_token_bucket_bursts_then_refills_and_says_when() -> None:
+    clock = Clock()
+    limiter = RateLimiter(10, clock=clock)
+    assert [limiter.acquire("a") for _ in range(10)] == [0] * 10
+    assert limiter.acquire("a") == 6  # one request every 6 s
+    assert limiter.acquire("b") == 0  # subjects are independent
+    clock.now += 3
+    assert limiter.acquire("a") == 3
+    clock.now += 3
+    assert limiter.acquire("a") == 0
+    clock.now += 600
+    assert [limiter.acquire("a") for _ in range(11)][-2:] == [0, 6]  # full, not more
+
+
+def test_rate_limiter_refuses_nonsense() -> None:
+    with pytest.raises(ValueError, match="per_minute"):
+        RateLimiter(0)
+
+
+def test_issued_token_verifies_with_least_privilege() -> None:
+    issued = issue_token(
+        api_key="k", api_secret=SECRET, room="r1", identity="u1", ttl=timedelta(seconds=90),
+        agent_name="turnlog-tutor",
+    )  # fmt: skip
+    claims = TokenVerifier("k", SECRET).verify(issued.token)
+    video = claims.video
+    assert video is not None
+    assert (video.room_join, video.room, video.can_publish_sources) == (True, "r1", ["microphone"])
+    assert (video.can_publish_data, video.can_subscribe) == (False, True)
+    assert not any(
+        (
+            video.room_admin,
+            video.room_create,
+            video.room_list,
+            video.room_record,
+            video.agent,
+            video.hidden,
+            video.recorder,
+            video.ingress_admin,
+        )
+    )
+    assert claims.room_config is not None
+    assert [a.agent_name for a in claims.room_config.agents] == ["turnlog-tutor"]
+
+
+def test_settings_name_the_variables_and_never_the_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LIVEKIT_API_KEY", raising=False)
+    monkeypatch.setenv("LIVEKIT_API_SECRET", "changeme")
+    monkeypatch.setenv("TURNLOG_POSTGRES_DSN", "mysql://root:hunter2@db/x")
+    monkeypatch.setenv("TURNLOG_TOKEN_TTL_DEFAULT", "99999")
+    with pytest.raises(ConfigurationError) as caught:
+        load_api_settings()
+    message = str(caught.value)
+    assert "LIVEKIT_API_KEY is not set" in message
+    assert "LIVEKIT_API_SECRET: is empty or a placeholder" in message
+    assert "TURNLOG_POSTGRES_DSN: must be a postgresql:// URL" in message
+    assert "hunter2" not in message
+    assert "changeme" not in message
+    assert {"LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "TURNLOG_POSTGRES_DSN"} <= set(
+        caught.value.variables
+    )
+
+
+def test_settings_defaults_match_the_other_services(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "TURNLOG_API_HOST",
+        "TURNLOG_API_PORT",
+        "LIVEKIT_URL",
+        "TURNLOG_AGENT_NAME",
+        "TURNLOG_KAFKA_BOOTSTRAP",
+        "TURNLOG_TOPIC_PREFIX",
+        "TURNLOG_POSTGRES_SCHEMA",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LIVEKIT_API_KEY", "devkey")
+    monkeypatch.setenv("LIVEKIT_API_SECRET", SECRET)
+    settings = load_api_settings()
+    assert (settings.host, settings.port) == ("127.0.0.1", 8000)
+    assert (settings.livekit_url, settings.agent_name) == ("ws://127.0.0.1:7880", "turnlog-tutor")
+    assert (settings.kafka_bootstrap, settings.events_topic) == (
+        "127.0.0.1:19092",
+        "turnlog.events",
+    )
+    assert settings.rate_limit_per_address == 10
+    assert SECRET not in repr(settings)
+
+
+def test_keys_and_scopes() -> None:
+    key = new_key()
+    assert key.startswith(KEY_PREFIX)
+    assert len(key) == 47
+    assert hash_key(key) != hash_key(new_key())
+    assert len(hash_key(key)) == 32
+    assert check_scopes(["admin", "tokens", "admin"]) == ["tokens", "admin"]
+    for bad in ([], ["root"], ["read", "write"]):
+        with pytest.raises(InvalidKeySpecError):
+            check_scopes(bad)
+
+
+def test_error_body_carries_the_reason_and_retry_after() -> None:
+    error = RateLimitedError("slow down", retry_after=7)
+    assert error_body(error) == {"error": "rate_limited", "message": "slow down", "retry_after": 7}
+    assert error.headers == {"Retry-After": "7"}
+
+
+def test_sse_framing() -> None:
+    assert sse("ready", '{"a": 1}') == b'event: ready\ndata: {"a": 1}\n\n'
+    assert sse(None, "x\ny", event_id="3") == b"id: 3\ndata: x\ndata: y\n\n"
+    message, closed = _event_message(
+        b'{"type": "turnlog.session.closed.v1", "sequence": 9, "data": {}}'
+    )
+    assert closed
+    assert message is not None
+    assert message.startswith(b"id: 9\nevent: turnlog.session")
+    assert _event_message(b"not json") == (None, False)
