@@ -1,5 +1,7 @@
 # The two commands of a fresh machine:
-#   make up    install everything, start the local stack (Kafka, PostgreSQL, chDB), provision
+#   make up    install everything, start the platform (Kafka, PostgreSQL, chDB, LiveKit, and
+#              the streams worker, API and agent gateway), then hold a demo voice call and
+#              print its transcript; the platform keeps running until `make down`
 #   make test  install everything, then run every test against the real stack
 .PHONY: install up down status test lint unit
 
@@ -9,13 +11,13 @@ install:
 	@bash infra/install.sh
 
 up: install
-	@$(VENV)/turnlog stack up
+	@$(VENV)/turnlog up
 
 down:
-	@$(VENV)/turnlog stack down
+	@$(VENV)/turnlog down
 
 status:
-	@$(VENV)/turnlog stack status
+	@$(VENV)/turnlog status
 
 lint: install
 	$(VENV)/ruff check .

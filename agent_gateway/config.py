@@ -69,6 +69,13 @@ class GatewaySettings(BaseSettings):
     """Address the Prometheus endpoint binds to; loopback unless you mean otherwise."""
     health_host: str = Field("127.0.0.1", validation_alias="TURNLOG_GATEWAY_HEALTH_HOST")
     """Address of LiveKit's worker health server (LiveKit's own default is all interfaces)."""
+    health_port: int = Field(8081, ge=0, le=65535, validation_alias="TURNLOG_GATEWAY_HEALTH_PORT")
+    """Port of LiveKit's worker health server (`/` answers OK); 0 picks a free port."""
+    max_jobs: int | None = Field(None, ge=1, le=1000, validation_alias="TURNLOG_GATEWAY_MAX_JOBS")
+    """When set, the load the worker reports is its share of this many concurrent jobs,
+    instead of the machine's CPU use (LiveKit's default). The LiveKit server offers no job
+    to a worker whose load is at its target (0.7): on one machine that runs the whole
+    platform and more, CPU use says little about room for one more call."""
     metrics_dir: Path = Field(
         REPO_ROOT / ".turnlog" / "gateway-metrics",
         validation_alias="TURNLOG_GATEWAY_METRICS_DIR",

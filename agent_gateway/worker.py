@@ -16,9 +16,17 @@ import contextlib
 import functools
 import logging
 import os
+from collections.abc import Callable
 from typing import Any, Final
 
-from livekit.agents import AgentSession, JobContext, JobExecutorType, JobProcess, WorkerOptions
+from livekit.agents import (
+    AgentServer,
+    AgentSession,
+    JobContext,
+    JobExecutorType,
+    JobProcess,
+    WorkerOptions,
+)
 from livekit.protocol import agent
 from prometheus_client import CollectorRegistry
 
@@ -48,16 +56,30 @@ MIRROR_INTERVAL: Final = 5.0
 def server_options(settings: GatewaySettings) -> WorkerOptions:
     """The worker's options: explicit dispatch under `settings.agent_name`, the LiveKit
     server and credentials from the settings."""
+    extra: dict[str, Any] = {}
+    if settings.max_jobs is not None:
+        extra["load_fnc"] = job_share_load(settings.max_jobs)
     return WorkerOptions(
         entrypoint_fnc=entrypoint,
         prewarm_fnc=prewarm,
         agent_name=settings.agent_name,
         host=settings.health_host,
+        port=settings.health_port,
         ws_url=settings.livekit_url,
         api_key=settings.livekit_api_key.get_secret_value(),
         api_secret=settings.livekit_api_secret.get_secret_value(),
         shutdown_process_timeout=settings.publisher_close_timeout + SHUTDOWN_MARGIN,
+        **extra,
     )
+
+
+def job_share_load(max_jobs: int) -> Callable[[AgentServer], float]:
+    """A load function: the worker's running jobs as a share of `max_jobs` (at most 1)."""
+
+    def load(server: AgentServer) -> float:
+        return min(len(server.active_jobs) / max_jobs, 1.0)
+
+    return load
 
 
 def prewarm(proc: JobProcess) -> None:

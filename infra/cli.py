@@ -1,4 +1,8 @@
-"""``turnlog``: the command line of the platform (local stack for now)."""
+"""``turnlog``: the command line of the platform.
+
+`turnlog up` starts everything (the local stack and our three services) and holds a demo
+call; `turnlog down` stops everything; `turnlog stack ...` handles the stack alone.
+"""
 
 from __future__ import annotations
 
@@ -10,47 +14,54 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from infra.stack.config import load_settings
+from infra.stack.components import ComponentStatus
+from infra.stack.config import StackSettings, load_settings
 from infra.stack.errors import StackError
 from infra.stack.stack import Stack
 
 app = typer.Typer(help="Turnlog: capture, query and replay every voice-agent conversation.",
                   no_args_is_help=True, add_completion=False)
-stack_app = typer.Typer(help="The local stack (Kafka, PostgreSQL, chDB) with no Docker.",
+stack_app = typer.Typer(help="The local stack (Kafka, PostgreSQL, chDB, LiveKit) with no Docker.",
                         no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 console = Console()
 err = Console(stderr=True)
 
 
+def _say(line: str) -> None:
+    console.print(line, highlight=False)
+
+
 def _stack() -> Stack:
     return Stack(load_settings())
 
 
-@stack_app.command()
-def up() -> None:
-    """Start Kafka and PostgreSQL, create topics, apply migrations. Idempotent."""
+@stack_app.command("up")
+def stack_up() -> None:
+    """Start Kafka, PostgreSQL and LiveKit, create topics, apply migrations. Idempotent."""
     stack = _stack()
     started = time.monotonic()
     try:
-        report = stack.up(report=lambda line: console.print(line, highlight=False))
+        report = stack.up(report=_say)
     except StackError as exc:
         err.print(f"[bold red]stack up failed:[/] {exc}", highlight=False)
         raise typer.Exit(1) from None
     parts = ", ".join(f"{k} {v:.1f} s" for k, v in report.seconds.items())
     console.print(f"[bold green]ready[/] in {time.monotonic() - started:.1f} s ({parts})")
-    s = stack.settings
-    console.print(f"  kafka      {s.kafka_bootstrap}\n  postgres   {_redacted(s.postgres_dsn)}"
-                  f"\n  clickhouse {s.analytics_url}", highlight=False)
+    _print_addresses(stack.settings)
 
 
-@stack_app.command()
-def status(as_json: bool = typer.Option(False, "--json", help="machine-readable")) -> None:
-    """Report what runs; exits 1 when a component is down."""
-    stack = _stack()
-    statuses = stack.status()
+def _print_addresses(s: StackSettings) -> None:
+    _say(f"  kafka      {s.kafka_bootstrap}\n  postgres   {_redacted(s.postgres_dsn)}"
+         f"\n  clickhouse {s.analytics_url}\n  livekit    {s.livekit_url} "
+         f"(key {s.livekit_api_key})")
+
+
+def _print_status(statuses: list[ComponentStatus], as_json: bool) -> None:
     if as_json:
-        console.print_json(stack.status_json())
+        import json
+
+        console.print_json(json.dumps([s.__dict__ for s in statuses]))
     else:
         table = Table("component", "state", "address", "pid", "detail")
         for s in statuses:
@@ -61,14 +72,90 @@ def status(as_json: bool = typer.Option(False, "--json", help="machine-readable"
         raise typer.Exit(1)
 
 
-@stack_app.command()
-def down() -> None:
-    """Stop Kafka and PostgreSQL (data is kept). Idempotent."""
+@stack_app.command("status")
+def stack_status(as_json: bool = typer.Option(False, "--json", help="machine-readable")) -> None:
+    """Report what runs; exits 1 when a component is down."""
+    _print_status(_stack().status(), as_json)
+
+
+@stack_app.command("down")
+def stack_down() -> None:
+    """Stop Kafka, PostgreSQL and LiveKit (data is kept). Idempotent."""
     try:
-        _stack().down(report=lambda line: console.print(line, highlight=False))
+        _stack().down(report=_say)
     except StackError as exc:
         err.print(f"[bold red]stack down failed:[/] {exc}", highlight=False)
         raise typer.Exit(1) from None
+
+
+@app.command()
+def up(
+    demo: bool = typer.Option(True, "--demo/--no-demo", help="hold the demo call at the end"),
+) -> None:
+    """Start everything (stack and services, each health-checked), then hold a demo voice
+    call and print its transcript. Idempotent; Ctrl-C stops everything."""
+    from infra.platform import Platform
+
+    settings = load_settings()
+    platform = Platform(settings)
+    started = time.monotonic()
+    try:
+        seconds = platform.up(report=_say)
+        parts = ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items())
+        console.print(f"[bold green]platform ready[/] in {time.monotonic() - started:.1f} s "
+                      f"({parts}); logs in {settings.logs_dir}/", highlight=False)
+        if demo:
+            _demo(settings)
+            console.print(f"[bold green]done[/] in {time.monotonic() - started:.1f} s; the "
+                          "platform keeps running (stop it with `make down`)", highlight=False)
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted: stopping everything[/]")
+        platform.down(report=_say)
+        raise typer.Exit(130) from None
+    except StackError as exc:
+        err.print(f"[bold red]up failed:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+def _demo(settings: StackSettings) -> None:
+    from infra.demo.run import demo_key, describe, run_demo
+
+    _say("demo call: a LiveKit client asks our API for a token, joins a room and talks to "
+         "the tutor agent...")
+    outcome = run_demo(settings, key=demo_key(settings))
+    for line in describe(outcome, settings):
+        _say(line)
+
+
+@app.command()
+def demo() -> None:
+    """Hold another demo call on the running platform and print its transcript."""
+    settings = load_settings()
+    try:
+        _demo(settings)
+    except StackError as exc:
+        err.print(f"[bold red]demo failed:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def down() -> None:
+    """Stop everything: the services, then the stack (data is kept). Idempotent."""
+    from infra.platform import Platform
+
+    try:
+        Platform(load_settings()).down(report=_say)
+    except StackError as exc:
+        err.print(f"[bold red]down failed:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def status(as_json: bool = typer.Option(False, "--json", help="machine-readable")) -> None:
+    """Report the stack and the services; exits 1 when something is down."""
+    from infra.platform import Platform
+
+    _print_status(Platform(load_settings()).status(), as_json)
 
 
 def _redacted(dsn: str) -> str:

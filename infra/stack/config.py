@@ -47,6 +47,29 @@ class StackSettings(BaseSettings):
     postgres_password: str = "turnlog"  # noqa: S105 - loopback-only dev cluster; override it
     postgres_db: str = "turnlog"
 
+    livekit_version: str = "v1.13.5"
+    """LiveKit server release built once with `go install` (when no `livekit-server` is on
+    PATH)."""
+    livekit_port: int = 7880
+    """LiveKit signalling (HTTP and WebSocket) port."""
+    livekit_udp_port: int = 7882
+    """LiveKit media (WebRTC over UDP, one muxed port) port."""
+    livekit_api_key: str = "devkey"
+    """API key of the LiveKit dev server (clients' tokens are signed with it)."""
+    livekit_api_secret: str = "secret"  # noqa: S105 - the dev server's well-known secret
+    """API secret of the LiveKit dev server; override it when the host is shared."""
+
+    api_port: int = 8000
+    """Port of our API (the same variable the API reads)."""
+    streams_metrics_port: int = 9465
+    """Port of the streams worker's Prometheus endpoint."""
+    streams_query_port: int = 9466
+    """Port of the streams worker's analysts' query endpoint."""
+    gateway_metrics_port: int = 9464
+    """Port of the agent gateway's Prometheus endpoint."""
+    gateway_health_port: int = 8081
+    """Port of the agent gateway's health endpoint (LiveKit's worker HTTP server)."""
+
     clickhouse_url: str | None = None
     """``chdb:///path`` (embedded) or ``http(s)://host:8123`` (server); default: embedded
     at ``<state_dir>/clickhouse``."""
@@ -68,6 +91,14 @@ class StackSettings(BaseSettings):
             f"postgresql://{self.postgres_user}:{self.postgres_password}"
             f"@{self.host}:{self.postgres_port}/{self.postgres_db}"
         )
+
+    @property
+    def livekit_url(self) -> str:
+        return f"ws://{self.host}:{self.livekit_port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.host}:{self.api_port}"
 
     @property
     def analytics_url(self) -> str:

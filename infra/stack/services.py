@@ -1,0 +1,219 @@
+"""Our three services on the local stack: streams worker, API, agent gateway.
+
+Each runs detached (it outlives the launcher), writes its own log file under
+`<state>/logs/`, keeps its pid in `<state>/run/`, and is health-checked before it counts
+as started: the streams worker when its metrics endpoint answers (it serves it once its
+sinks are open and its topics verified), the API when `/readyz` answers 200, the agent
+gateway when its health endpoint answers and it has registered with the LiveKit server.
+Every setting reaches the services as the environment variables they read, derived from
+the launcher's settings, so the services and the stack always agree.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from infra.stack.components import ComponentStatus
+from infra.stack.config import StackSettings
+from infra.stack.errors import ComponentFailedError
+from infra.stack.process import (
+    PidFile,
+    ensure_port_free,
+    pid_alive,
+    spawn_detached,
+    stop_pid,
+    wait_until,
+)
+
+SERVICE_START_TIMEOUT: Final = 120.0
+"""Seconds a service may take to become healthy (the first start compiles bytecode)."""
+GATEWAY_REGISTERED: Final = b'"registered worker"'
+"""What livekit-agents logs once the worker is registered with the LiveKit server."""
+
+
+def http_ok(url: str, timeout: float = 1.0) -> bool:
+    """True when `url` answers 200."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - http only
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def service_environment(
+    settings: StackSettings, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The variables every service reads, from the launcher's settings."""
+    s = settings
+    env = {
+        "TURNLOG_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
+        "TURNLOG_TOPIC_PREFIX": s.topic_prefix,
+        "TURNLOG_POSTGRES_DSN": s.postgres_dsn,
+        "TURNLOG_CLICKHOUSE_URL": s.analytics_url,
+        "TURNLOG_CLICKHOUSE_DATABASE": s.clickhouse_database,
+        "LIVEKIT_URL": s.livekit_url,
+        "LIVEKIT_API_KEY": s.livekit_api_key,
+        "LIVEKIT_API_SECRET": s.livekit_api_secret,
+        # streams worker
+        "TURNLOG_STREAMS_METRICS_HOST": s.host,
+        "TURNLOG_STREAMS_METRICS_PORT": str(s.streams_metrics_port),
+        "TURNLOG_STREAMS_QUERY_PORT": str(s.streams_query_port),
+        "TURNLOG_STREAMS_DATA_DIR": str(s.state_dir / "streams"),
+        # API
+        "TURNLOG_API_HOST": s.host,
+        "TURNLOG_API_PORT": str(s.api_port),
+        # agent gateway
+        "TURNLOG_GATEWAY_METRICS_HOST": s.host,
+        "TURNLOG_GATEWAY_METRICS_PORT": str(s.gateway_metrics_port),
+        "TURNLOG_GATEWAY_HEALTH_HOST": s.host,
+        "TURNLOG_GATEWAY_HEALTH_PORT": str(s.gateway_health_port),
+        # the whole platform shares this machine: load by calls, not by CPU use (the
+        # LiveKit server offers no job to a worker whose reported load is at 0.7)
+        "TURNLOG_GATEWAY_MAX_JOBS": "4",
+        "TURNLOG_GATEWAY_METRICS_DIR": str(s.state_dir / "gateway-metrics"),
+        "TURNLOG_SPOOL_DIR": str(s.state_dir / "spool"),
+    }
+    return {**env, **(extra or {})}
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    argv: tuple[str, ...]
+    port: int
+    """The port its health check uses (refused at start when something else holds it)."""
+    port_setting: str
+    address: str
+    """What `status` shows: the service's main URL."""
+
+
+def service_specs(settings: StackSettings) -> list[ServiceSpec]:
+    """The three services, in start order."""
+    s, py = settings, sys.executable
+    return [
+        ServiceSpec("streams", (py, "-m", "streams", "worker"), s.streams_metrics_port,
+                    "TURNLOG_STREAMS_METRICS_PORT",
+                    f"http://{s.host}:{s.streams_metrics_port}/metrics"),
+        ServiceSpec("api", (py, "-m", "api"), s.api_port, "TURNLOG_API_PORT", s.api_url),
+        ServiceSpec("gateway", (py, "-m", "agent_gateway", "start"), s.gateway_health_port,
+                    "TURNLOG_GATEWAY_HEALTH_PORT",
+                    f"http://{s.host}:{s.gateway_metrics_port}/metrics"),
+    ]  # fmt: skip
+
+
+class Service:
+    """One service process: start (health-checked), stop, status."""
+
+    def __init__(
+        self, spec: ServiceSpec, settings: StackSettings, env: Mapping[str, str]
+    ) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.settings = settings
+        self.env = env
+        self.log_path = settings.logs_dir / f"{spec.name}.log"
+        self.pidfile = PidFile(settings.run_dir / f"{spec.name}.pid")
+
+    def healthy(self, log_offset: int = 0) -> bool:
+        s = self.settings
+        if self.name == "streams":
+            return http_ok(f"http://{s.host}:{s.streams_metrics_port}/metrics")
+        if self.name == "api":
+            return http_ok(f"{s.api_url}/readyz")
+        return http_ok(f"http://{s.host}:{s.gateway_health_port}/") and self._registered(
+            log_offset
+        )
+
+    def _registered(self, offset: int) -> bool:
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(offset)
+                return GATEWAY_REGISTERED in log.read()
+        except OSError:
+            return False
+
+    def start(self) -> str:
+        running = self.pidfile.alive_pid()
+        if running is not None:
+            wait_until(
+                self.healthy, timeout=SERVICE_START_TIMEOUT, what=self.name,
+                log_path=self.log_path, alive=lambda: pid_alive(running), interval=0.2,
+            )  # fmt: skip
+            return f"already running (pid {running})"
+        ensure_port_free(self.settings.host, self.spec.port, owner=f"the {self.name} service",
+                         setting=self.spec.port_setting)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        env = {**os.environ, **self.env}
+        pid = spawn_detached(self.spec.argv, log_path=self.log_path, env=env)
+        self.pidfile.write(pid)
+        try:
+            waited = wait_until(
+                lambda: self.healthy(offset), timeout=SERVICE_START_TIMEOUT, what=self.name,
+                log_path=self.log_path, alive=lambda: pid_alive(pid), interval=0.2,
+            )  # fmt: skip
+        except ComponentFailedError:
+            self.stop()
+            raise
+        return f"started (pid {pid}) in {waited:.1f} s, log {self.log_path}"
+
+    def stop(self) -> str:
+        pid = self.pidfile.alive_pid()
+        if pid is None:
+            self.pidfile.remove()
+            return "not running"
+        clean = stop_pid(pid, timeout=30)
+        self.pidfile.remove()
+        return "stopped" if clean else "killed after 30 s (it did not stop on SIGTERM)"
+
+    def status(self) -> ComponentStatus:
+        pid = self.pidfile.alive_pid()
+        running = pid is not None and self.healthy()
+        return ComponentStatus(self.name, running, self.spec.address, pid, f"log {self.log_path}")
+
+
+Report = Callable[[str], None]
+
+
+class Services:
+    """The three services as one unit."""
+
+    def __init__(
+        self, settings: StackSettings, extra_env: Mapping[str, str] | None = None
+    ) -> None:
+        env = service_environment(settings, extra_env)
+        self.settings = settings
+        self.services = [Service(spec, settings, env) for spec in service_specs(settings)]
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.settings.logs_dir
+
+    def up(self, report: Report = print) -> None:
+        """Start what is not running, all at once; fails when one does not get healthy."""
+        with ThreadPoolExecutor(max_workers=len(self.services)) as pool:
+            futures = {s.name: pool.submit(s.start) for s in self.services}
+            errors: list[str] = []
+            for name, future in futures.items():
+                try:
+                    report(f"{name:<10} {future.result()}")
+                except ComponentFailedError as error:
+                    errors.append(f"{name}: {error}")
+        if errors:
+            raise ComponentFailedError("\n".join(errors))
+
+    def down(self, report: Report = print) -> None:
+        # the gateway first: its jobs flush their events while Kafka is still there
+        for service in reversed(self.services):
+            report(f"{service.name:<10} {service.stop()}")
+
+    def status(self) -> list[ComponentStatus]:
+        return [s.status() for s in self.services]
