@@ -204,10 +204,11 @@ class QueryIn(BaseModel):
 
     sql: str = Field(min_length=1, max_length=100_000)
     """One ClickHouse statement; tables of the analytics database are unqualified."""
-    timeout_s: float = Field(default=10, gt=0, le=300)
-    """Seconds it may run, at most `TURNLOG_API_QUERY_TIMEOUT_MAX` (30)."""
-    max_rows: int = Field(default=1000, ge=1, le=1_000_000)
-    """Rows returned at most, at most `TURNLOG_API_QUERY_ROWS_MAX` (10,000)."""
+    timeout_s: float | None = Field(default=None, gt=0, le=300)
+    """Seconds it may run, at most `TURNLOG_API_QUERY_TIMEOUT_MAX` (30, also the default)."""
+    max_rows: int | None = Field(default=None, ge=1, le=1_000_000)
+    """Rows returned at most, at most `TURNLOG_API_QUERY_ROWS_MAX` (10,000, also the
+    default)."""
     parameters: dict[str, str | int | float | bool | None] | None = None
     """Values of the statement's `{name:Type}` placeholders, bound by ClickHouse."""
 
@@ -233,12 +234,14 @@ async def query(body: QueryIn, key: AdminKey, services: ServicesDep) -> QueryOut
     table functions), 408 `query_timeout`, 400 `query_invalid` (syntax or any other
     ClickHouse error, with its message). Scope: `admin`."""
     settings = services.settings
-    if body.timeout_s > settings.analytics_query_timeout_max_s:
+    timeout_s = body.timeout_s or settings.analytics_query_timeout_max_s
+    max_rows = body.max_rows or settings.analytics_query_rows_max
+    if timeout_s > settings.analytics_query_timeout_max_s:
         raise InvalidRequestError(
             f"timeout_s must be at most {settings.analytics_query_timeout_max_s:g}",
             field="timeout_s",
         )
-    if body.max_rows > settings.analytics_query_rows_max:
+    if max_rows > settings.analytics_query_rows_max:
         raise InvalidRequestError(
             f"max_rows must be at most {settings.analytics_query_rows_max}", field="max_rows"
         )
@@ -246,8 +249,8 @@ async def query(body: QueryIn, key: AdminKey, services: ServicesDep) -> QueryOut
         result = await run_in_threadpool(
             lambda: services.analytics.readonly_query(
                 body.sql,
-                timeout_s=body.timeout_s,
-                max_rows=body.max_rows,
+                timeout_s=timeout_s,
+                max_rows=max_rows,
                 parameters=body.parameters,
             )
         )

@@ -4,6 +4,7 @@ client that runs the app's lifespan."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.keys import insert_key
 from api.settings import ApiSettings, load_api_settings
+from infra.stack.config import StackSettings
 from projections.clickhouse.store import AnalyticsStore
 from tests.conftest import PgSchema
 
@@ -81,10 +83,11 @@ def make_client(
     clients: list[TestClient] = []
 
     def make(**overrides: Any) -> TestClient:
+        store = overrides.pop("analytics_store", analytics_store)
         settings = settings_for(
             pg_schema.dsn, pg_schema.name, **({"kafka_bootstrap": kafka_bootstrap} | overrides)
         )
-        app: FastAPI = create_app(settings, analytics_store=analytics_store)
+        app: FastAPI = create_app(settings, analytics_store=store)
         client = TestClient(app, raise_server_exceptions=False)
         client.__enter__()
         clients.append(client)
@@ -98,3 +101,88 @@ def make_client(
 @pytest.fixture
 def client(make_client: AppFactory) -> TestClient:
     return make_client()
+
+
+class ServedApp:
+    """An app served by uvicorn on a loopback port in a thread of this process (which
+    owns the test's chDB folder), for what the test client cannot do: endless streams."""
+
+    def __init__(self, app: FastAPI) -> None:
+        import socket
+        import threading
+
+        import uvicorn
+
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        config = uvicorn.Config(app, log_level="warning", access_log=False, loop="asyncio")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + 15
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the API did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=15)
+        self._sock.close()
+
+
+@pytest.fixture
+def serve(
+    pg_schema: PgSchema, analytics_store: AnalyticsStore, kafka_bootstrap: str
+) -> Iterator[Callable[..., ServedApp]]:
+    """`serve(**settings)`: the app on this test's schema behind a real uvicorn."""
+    served: list[ServedApp] = []
+
+    def start(**overrides: Any) -> ServedApp:
+        settings = settings_for(
+            pg_schema.dsn, pg_schema.name, **({"kafka_bootstrap": kafka_bootstrap} | overrides)
+        )
+        served.append(ServedApp(create_app(settings, analytics_store=analytics_store)))
+        return served[-1]
+
+    yield start
+    for app in served:
+        app.stop()
+
+
+def free_port(kind: int) -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def livekit_server(
+    stack_settings: StackSettings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A real LiveKit server of our own (the stack launcher's component, on free loopback
+    ports, signing with `LIVEKIT_SECRET`); its URL."""
+    import socket
+
+    from infra.stack.livekit import LiveKit  # the stack's LiveKit component: required
+
+    settings = stack_settings.model_copy(update={
+        "state_dir": tmp_path_factory.mktemp("livekit"),
+        "livekit_port": free_port(socket.SOCK_STREAM),
+        "livekit_udp_port": free_port(socket.SOCK_DGRAM),
+        "livekit_api_key": LIVEKIT_KEY,
+        "livekit_api_secret": LIVEKIT_SECRET,
+    })  # fmt: skip
+    server = LiveKit(settings)
+    server.start()
+    try:
+        yield settings.livekit_url
+    finally:
+        server.stop()
