@@ -1,0 +1,177 @@
+"""The demo call, end to end: a LiveKit client speaks to the tutor through a real LiveKit
+server, and every store holds the conversation.
+
+The client gets its token from our API, joins the room, asks three questions in Festival
+speech and hears the agent's spoken answers. Then: PostgreSQL holds the closed session with
+the user turns as spoken (word error rate at most `MAX_WER`) and the agent's answers; the
+API serves the same transcript; `turnlog.events` holds the session with sequences 1..n;
+`turnlog.turns` and `turnlog.sessions` received its records; the analytics store holds its
+events and turns; the gateway dropped nothing and sent every event it recorded.
+
+Word error rate bound: pocketsphinx hears Festival's HTS voice word for word in-process
+(`tests/integration/test_offline_voice_session.py`, WER 0); through the room the audio is
+Opus-coded and resampled 24 -> 48 -> 16 kHz, which may cost an occasional word. 0.2 is about
+one word in each of the three questions wrong, still a conversation the tutor answers, and
+far from what a broken audio path gives (silence, or noise: WER near 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+import urllib.request
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from prometheus_client.parser import text_string_to_metric_families
+
+from infra.demo.run import DEMO_QUESTIONS, run_demo
+from projections.clickhouse.query_endpoint import open_reader
+from schemas.topics import EVENTS_TOPIC, SESSIONS_TOPIC, TURNS_TOPIC
+from tests.e2e.conftest import RunningPlatform
+
+pytestmark = pytest.mark.e2e
+
+MAX_WER = 0.2
+T = TypeVar("T")
+
+
+def word_error_rate(reference: list[str], hypothesis: list[str]) -> float:
+    """Word-level edit distance (substitutions, insertions, deletions) / reference words."""
+    previous = list(range(len(hypothesis) + 1))
+    for i, ref in enumerate(reference, start=1):
+        current = [i]
+        for j, hyp in enumerate(hypothesis, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1,
+                               previous[j - 1] + (ref != hyp)))  # fmt: skip
+        previous = current
+    return previous[-1] / max(len(reference), 1)
+
+
+def eventually(read: Callable[[], T], done: Callable[[T], bool], *, within: float = 30.0) -> T:
+    deadline = time.monotonic() + within
+    while True:
+        value = read()
+        if done(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(0.5)
+
+
+async def _read_topic(bootstrap: str, topic: str) -> list[dict[str, Any]]:
+    """Every record of a topic of this test's own (nothing is written to it any more):
+    read until two quiet seconds follow the first records."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    records: list[dict[str, Any]] = []
+    try:
+        async with asyncio.timeout(30):
+            quiet = 0
+            while quiet < 4 or not records:
+                batches = await consumer.getmany(timeout_ms=500)
+                got = [r for rs in batches.values() for r in rs]
+                quiet = 0 if got else quiet + 1
+                records += [json.loads(r.value) for r in got if r.value]
+    finally:
+        await consumer.stop()
+    return records
+
+
+def session_records(platform: RunningPlatform, base: str, session_id: str) -> list[dict[str, Any]]:
+    topic = platform.topics.name(base)
+    records = asyncio.run(_read_topic(platform.settings.kafka_bootstrap, topic))
+    return [r for r in records if r.get("sessionid") == session_id]
+
+
+def gateway_counters(platform: RunningPlatform) -> dict[str, float]:
+    s = platform.settings
+    url = f"http://{s.host}:{s.gateway_metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.startswith("turnlog_gateway_events_"):
+                totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+    return totals
+
+
+def test_voice_call_through_livekit_is_recorded_everywhere(platform: RunningPlatform) -> None:
+    outcome = run_demo(platform.settings, key=platform.api_key, questions=DEMO_QUESTIONS)
+    session_id = outcome.session["session_id"]
+
+    # the call: a greeting, then an answer heard for every question
+    assert outcome.call.greeting_heard
+    assert [t.question for t in outcome.call.turns] == list(DEMO_QUESTIONS)
+    assert all(t.heard_after is not None and t.answer_seconds > 0.5 for t in outcome.call.turns)
+
+    # PostgreSQL: the closed session, the user turns as spoken, the agent's answers
+    with platform.pg_schema.connect() as conn:
+        session = conn.execute(
+            "SELECT room, status, agent_name FROM sessions WHERE session_id = %s", (session_id,)
+        ).fetchone()
+        messages = conn.execute(
+            "SELECT role, text FROM messages WHERE session_id = %s ORDER BY sequence",
+            (session_id,),
+        ).fetchall()
+    assert session == (outcome.room, "closed", platform.agent_name)
+    said = [str(text) for role, text in messages if role == "user"]
+    answers = [str(text) for role, text in messages if role == "assistant"]
+    assert len(said) == len(DEMO_QUESTIONS)
+    wer = word_error_rate(" ".join(DEMO_QUESTIONS).split(), " ".join(said).lower().split())
+    assert wer <= MAX_WER, f"heard {said}"
+    assert len(answers) == len(DEMO_QUESTIONS) + 1  # the greeting, then one per question
+    assert all(a.strip() for a in answers)
+    assert [(t["role"], t["text"]) for t in outcome.transcript] == [
+        (str(r), str(t)) for r, t in messages
+    ]
+
+    # Kafka: the log holds the session with contiguous sequences; derived records came
+    events = session_records(platform, EVENTS_TOPIC, session_id)
+    sequences = sorted(int(e["sequence"]) for e in events)
+    assert sequences == list(range(1, len(sequences) + 1))
+    assert len({e["id"] for e in events}) == len(events)
+    assert {e["type"] for e in events} >= {
+        "turnlog.session.started.v1", "turnlog.session.closed.v1",
+        "turnlog.conversation.item_added.v1", "turnlog.user.transcribed.v1",
+    }  # fmt: skip
+    turns = session_records(platform, TURNS_TOPIC, session_id)
+    assert len({t["data"]["turn_id"] for t in turns}) >= len(DEMO_QUESTIONS)
+    assert session_records(platform, SESSIONS_TOPIC, session_id)
+
+    # the analytics store: every event, and the turns
+    store = open_reader(platform.settings.analytics_url)
+    sid = {"sid": session_id}
+    database = platform.settings.clickhouse_database
+    stored = eventually(
+        lambda: store.query("SELECT count() FROM events FINAL WHERE session_id = {sid:String}",
+                            parameters=sid, database=database)[0][0],
+        lambda n: n >= len(events),
+    )  # fmt: skip
+    assert stored == len(events)
+    answered = store.query(
+        "SELECT count() FROM turns WHERE session_id = {sid:String} AND assistant_text != ''",
+        parameters=sid, database=database,
+    )[0][0]  # fmt: skip
+    assert answered >= len(DEMO_QUESTIONS)
+
+    # the gateway: nothing dropped, nothing left behind, every event sent
+    counters = eventually(
+        lambda: gateway_counters(platform),
+        lambda c: c.get("turnlog_gateway_events_sent_total", 0) >= len(events),
+    )
+    assert counters.get("turnlog_gateway_events_dropped_total", 0) == 0
+    assert counters.get("turnlog_gateway_events_failed_total", 0) == 0
+    assert counters["turnlog_gateway_events_sent_total"] == len(events)
+
+    heard = outcome.call.latencies
+    print(
+        f"\ne2e: {len(outcome.call.turns)} turns, WER {wer:.3f}, turn latency p50 "
+        f"{statistics.median(heard):.2f} s heard by the client, "
+        f"{statistics.median(outcome.server_latencies):.2f} s measured by the agent; "
+        f"{len(events)} events; call to transcript {outcome.seconds:.1f} s"
+    )
