@@ -13,13 +13,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Match
 
 from api import docs
+from api.deps import reject_unknown_query
 from api.errors import ApiError, ErrorBody, FieldError, error_body
 from api.keys import insert_key
 from api.middleware import ApiMetrics, ResponseMiddleware
@@ -63,6 +65,7 @@ def create_app(settings: ApiSettings, *, analytics_store: AnalyticsStore | None 
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        dependencies=[Depends(reject_unknown_query)],
         docs_url=None,
         redoc_url=None,
         responses={
@@ -74,6 +77,7 @@ def create_app(settings: ApiSettings, *, analytics_store: AnalyticsStore | None 
         docs.router,
     ):  # fmt: skip
         app.include_router(router)
+    _document_limits(app, settings)
     _add_error_handlers(app, metrics)
     if settings.cors_origins:
         app.add_middleware(
@@ -87,6 +91,21 @@ def create_app(settings: ApiSettings, *, analytics_store: AnalyticsStore | None 
     return app
 
 
+def _document_limits(app: FastAPI, settings: ApiSettings) -> None:
+    """The OpenAPI document states this deployment's configured bounds."""
+    make_document = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = make_document()
+            tokens.document_limits(document, settings)
+            analytics.document_limits(document, settings)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 async def _announce_dev_key(services: Services) -> None:
     """Development mode: a fresh key with every scope, shown once on the console."""
     key, _ = await services.db.run(
@@ -96,6 +115,16 @@ async def _announce_dev_key(services: Services) -> None:
         f"Turnlog API development key (scopes tokens, read, admin): {key}",
         file=sys.stderr, flush=True,
     )  # fmt: skip
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method of every route on the request's path (Starlette names only the first
+    route's, when several share a path)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if getattr(route, "methods", None) and route.matches(request.scope)[0] != Match.NONE:
+            methods |= route.methods
+    return ", ".join(sorted(methods))
 
 
 def _add_error_handlers(app: FastAPI, metrics: ApiMetrics) -> None:
@@ -136,8 +165,10 @@ def _add_error_handlers(app: FastAPI, metrics: ApiMetrics) -> None:
             raise error
         reason = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
         body = ErrorBody(error=reason, message=str(error.detail))
-        return answer(request, error.status_code, body.model_dump(exclude_none=True),
-                      dict(error.headers or {}))  # fmt: skip
+        headers = dict(error.headers or {})
+        if error.status_code == 405:
+            headers["Allow"] = _allowed_methods(request)
+        return answer(request, error.status_code, body.model_dump(exclude_none=True), headers)
 
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(RequestValidationError, validation_error)

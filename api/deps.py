@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import ForbiddenError, RateLimitedError, UnauthenticatedError
@@ -70,3 +72,38 @@ def require(scope: Scope) -> Callable[[ApiKey], Awaitable[ApiKey]]:
 TokensKey = Annotated[ApiKey, Depends(require("tokens"))]
 ReadKey = Annotated[ApiKey, Depends(require("read"))]
 AdminKey = Annotated[ApiKey, Depends(require("admin"))]
+
+
+_QUERY_NAMES: dict[int, frozenset[str]] = {}
+
+
+def _query_names(dependant: Dependant) -> frozenset[str]:
+    names = {field.alias for field in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return frozenset(names)
+
+
+async def reject_unknown_query(request: Request) -> None:
+    """A query parameter the route does not declare, or one given twice (every parameter
+    is a single value), is an error (422), not ignored: a misspelt filter must not
+    silently list everything."""
+    if not request.query_params:
+        return
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    names = _QUERY_NAMES.get(id(route))
+    if names is None:
+        names = _QUERY_NAMES[id(route)] = _query_names(dependant)
+    problems = [
+        {"loc": ("query", name), "msg": "is not a parameter of this route",
+         "type": "extra_forbidden"}
+        for name in request.query_params if name not in names
+    ] + [
+        {"loc": ("query", name), "msg": "is given more than once", "type": "repeated"}
+        for name in names if len(request.query_params.getlist(name)) > 1
+    ]  # fmt: skip
+    if problems:
+        raise RequestValidationError(problems)

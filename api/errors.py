@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from api.base import ApiModel
 
 
 class ApiError(Exception):
@@ -103,7 +105,7 @@ class UpstreamError(ApiError):
 # --- the body of every error response ------------------------------------------------
 
 
-class FieldError(BaseModel):
+class FieldError(ApiModel):
     """One invalid input value."""
 
     field: str = Field(examples=["body.identity"])
@@ -113,7 +115,7 @@ class FieldError(BaseModel):
     """pydantic's error type."""
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(ApiModel):
     """What every 4xx and 5xx answers."""
 
     error: str = Field(examples=["invalid_request"])

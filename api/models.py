@@ -6,10 +6,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from api.base import ApiModel
 
 
-class SessionSummaryOut(BaseModel):
+class SessionSummaryOut(ApiModel):
     """One session of the list."""
 
     model_config = ConfigDict(
@@ -41,7 +43,7 @@ class SessionSummaryOut(BaseModel):
     errors: int
 
 
-class LatencyOut(BaseModel):
+class LatencyOut(ApiModel):
     """Per-turn latency of the session's committed answers, in seconds."""
 
     measured_turns: int
@@ -55,7 +57,7 @@ class LatencyOut(BaseModel):
     transcription_delay_mean_s: float | None
 
 
-class ParticipantOut(BaseModel):
+class ParticipantOut(ApiModel):
     identity: str
     kind: str | None
     name: str | None
@@ -105,7 +107,7 @@ class SessionDetailOut(SessionSummaryOut):
     participants: list[ParticipantOut]  # type: ignore[assignment]
 
 
-class TranscriptTurnOut(BaseModel):
+class TranscriptTurnOut(ApiModel):
     """One committed message (a user or agent turn), in commit order."""
 
     sequence: int
@@ -134,7 +136,7 @@ class TranscriptTurnOut(BaseModel):
     """End of the user's speech to the agent's first audio."""
 
 
-class TranscriptOut(BaseModel):
+class TranscriptOut(ApiModel):
     model_config = ConfigDict(
         json_schema_extra={"examples": [{
             "session_id": "sess_tutor_happy",
@@ -157,7 +159,7 @@ class TranscriptOut(BaseModel):
     """Pass as `after_sequence` for the next page; null on the last one."""
 
 
-class SessionEventOut(BaseModel):
+class SessionEventOut(ApiModel):
     sequence: int
     event_id: str
     type: str = Field(examples=["turnlog.user.transcribed.v1"])
@@ -167,7 +169,7 @@ class SessionEventOut(BaseModel):
     """The event's payload as recorded."""
 
 
-class EventPageOut(BaseModel):
+class EventPageOut(ApiModel):
     session_id: str
     events: list[SessionEventOut]
     next_after: int | None

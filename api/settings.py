@@ -89,10 +89,10 @@ class ApiSettings(BaseSettings):
     """Shortest lifetime a request may ask for, in seconds."""
     token_ttl_max_s: int = Field(3600, ge=1, validation_alias="TURNLOG_TOKEN_TTL_MAX")
     """Longest lifetime a request may ask for, in seconds."""
-    token_metadata_max_bytes: int = Field(
-        1024, ge=0, le=65536, validation_alias="TURNLOG_TOKEN_METADATA_MAX_BYTES"
+    token_metadata_max_length: int = Field(
+        1024, ge=0, le=65536, validation_alias="TURNLOG_TOKEN_METADATA_MAX_LENGTH"
     )
-    """Largest participant metadata a token may carry, in UTF-8 bytes."""
+    """Longest participant metadata a token may carry, in characters."""
     token_can_publish_data: bool = Field(False, validation_alias="TURNLOG_TOKEN_PUBLISH_DATA")
     """Whether clients may publish data messages (off: microphone audio only)."""
 

@@ -7,11 +7,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from api.base import ApiModel, QueryTime, RequestModel
 from api.deps import AdminKey, ReadKey, ServicesDep
 from api.errors import ApiError, ErrorBody, InvalidRequestError, responses
+from api.settings import ApiSettings
 from projections.clickhouse import queries as ch_queries
 from projections.clickhouse.analyst import (
     AnalystQueryError,
@@ -27,10 +29,10 @@ MAX_WINDOW: Final = timedelta(days=31)
 MAX_OVERVIEW_WINDOW: Final = timedelta(days=7)
 
 Start = Annotated[
-    AwareDatetime | None,
+    QueryTime | None,
     Query(description="Window start (inclusive); default: `end` minus one hour."),
 ]
-End = Annotated[AwareDatetime | None, Query(description="Window end (exclusive); default: now.")]
+End = Annotated[QueryTime | None, Query(description="Window end (exclusive); default: now.")]
 
 
 def window(
@@ -45,7 +47,7 @@ def window(
     return start, end
 
 
-class LatencyStatOut(BaseModel):
+class LatencyStatOut(ApiModel):
     """One stage for one provider and model, in seconds."""
 
     stage: str = Field(examples=["llm"])
@@ -60,13 +62,13 @@ class LatencyStatOut(BaseModel):
     max: float
 
 
-class LatencyOut(BaseModel):
+class LatencyOut(ApiModel):
     start: datetime
     end: datetime
     stats: list[LatencyStatOut]
 
 
-class UsageStatOut(BaseModel):
+class UsageStatOut(ApiModel):
     kind: str = Field(examples=["llm"])
     provider: str
     model: str
@@ -79,13 +81,13 @@ class UsageStatOut(BaseModel):
     audio_seconds: float
 
 
-class UsageOut(BaseModel):
+class UsageOut(ApiModel):
     start: datetime
     end: datetime
     usage: list[UsageStatOut]
 
 
-class OverviewMinuteOut(BaseModel):
+class OverviewMinuteOut(ApiModel):
     minute: datetime
     sessions_started: int
     sessions_closed: int
@@ -97,7 +99,7 @@ class OverviewMinuteOut(BaseModel):
     """Interrupted answers per turn; null in a minute without turns."""
 
 
-class OverviewOut(BaseModel):
+class OverviewOut(ApiModel):
     start: datetime
     end: datetime
     minutes: list[OverviewMinuteOut]
@@ -193,9 +195,8 @@ class QueryInvalidError(ApiError):
     reason = "query_invalid"
 
 
-class QueryIn(BaseModel):
+class QueryIn(RequestModel):
     model_config = ConfigDict(
-        extra="forbid",
         json_schema_extra={"examples": [{
             "sql": "SELECT type, count() FROM events GROUP BY type ORDER BY 2 DESC",
             "timeout_s": 10, "max_rows": 1000,
@@ -213,7 +214,7 @@ class QueryIn(BaseModel):
     """Values of the statement's `{name:Type}` placeholders, bound by ClickHouse."""
 
 
-class QueryOut(BaseModel):
+class QueryOut(ApiModel):
     columns: list[str] = Field(examples=[["type", "count()"]])
     types: list[str] = Field(examples=[["LowCardinality(String)", "UInt64"]])
     rows: list[list[Any]] = Field(examples=[[["turnlog.user.transcribed.v1", 812]]])
@@ -261,3 +262,12 @@ async def query(body: QueryIn, key: AdminKey, services: ServicesDep) -> QueryOut
     except (QuerySyntaxError, AnalystQueryError) as error:
         raise QueryInvalidError(str(error), field="sql") from error
     return QueryOut.model_validate(result.to_json())
+
+
+def document_limits(document: dict[str, Any], settings: ApiSettings) -> None:
+    """Write this deployment's query limits into the OpenAPI document."""
+    fields = document["components"]["schemas"]["QueryIn"]["properties"]
+    timeout = next(s for s in fields["timeout_s"]["anyOf"] if s.get("type") != "null")
+    timeout["maximum"] = settings.analytics_query_timeout_max_s
+    rows = next(s for s in fields["max_rows"]["anyOf"] if s.get("type") != "null")
+    rows["maximum"] = settings.analytics_query_rows_max

@@ -10,9 +10,10 @@ from typing import Final, Literal
 
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 from starlette.concurrency import run_in_threadpool
 
+from api.base import ApiModel
 from api.deps import ServicesDep
 from api.errors import ApiError
 
@@ -22,17 +23,17 @@ router = APIRouter(tags=["operations"])
 CHECK_TIMEOUT_S: Final = 3.0
 
 
-class Health(BaseModel):
+class Health(ApiModel):
     status: Literal["ok"] = "ok"
 
 
-class Check(BaseModel):
+class Check(ApiModel):
     ok: bool
     error: str | None = None
     """Why the dependency is not ready."""
 
 
-class Readiness(BaseModel):
+class Readiness(ApiModel):
     """Whether each dependency answers."""
 
     model_config = ConfigDict(

@@ -11,8 +11,9 @@ from typing import Annotated, Final, TypeVar
 import aiohttp
 from fastapi import APIRouter, Path, Response
 from livekit import api as lkapi
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from api.base import ApiModel, RequestModel
 from api.deps import AdminKey, ServicesDep
 from api.errors import (
     ConflictError,
@@ -32,9 +33,8 @@ _TIMEOUT_S: Final = 10.0
 RoomName = Annotated[str, Path(min_length=1, max_length=128, pattern=NAME_PATTERN)]
 
 
-class RoomCreate(BaseModel):
+class RoomCreate(RequestModel):
     model_config = ConfigDict(
-        extra="forbid",
         json_schema_extra={"examples": [
             {"name": "math-room-1", "empty_timeout_s": 300, "max_participants": 4}
         ]},
@@ -47,7 +47,7 @@ class RoomCreate(BaseModel):
     metadata: str | None = Field(default=None, max_length=65_536)
 
 
-class RoomOut(BaseModel):
+class RoomOut(ApiModel):
     model_config = ConfigDict(
         json_schema_extra={"examples": [{
             "sid": "RM_3kqZ8m", "name": "math-room-1", "empty_timeout_s": 300,
@@ -75,7 +75,7 @@ class RoomOut(BaseModel):
         )  # fmt: skip
 
 
-class RoomList(BaseModel):
+class RoomList(ApiModel):
     items: list[RoomOut]
 
 

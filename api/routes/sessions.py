@@ -9,9 +9,10 @@ from typing import Annotated, Any, Final, Literal
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import StreamingResponse
 from psycopg import sql
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
+from api.base import ApiModel, QueryTime
 from api.db import Connection
 from api.deps import ReadKey, ServicesDep
 from api.errors import InvalidRequestError, NotFoundError, responses
@@ -36,7 +37,7 @@ SessionId = Annotated[
 TRANSCRIPT_PAGE: Final = 500
 
 
-class SessionPageOut(BaseModel):
+class SessionPageOut(ApiModel):
     """A page of sessions, newest first."""
 
     items: list[SessionSummaryOut]
@@ -51,8 +52,8 @@ async def list_sessions(
     room: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     agent: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     status: Literal["active", "closed", "failed"] | None = None,
-    started_from: Annotated[AwareDatetime | None, Query(description="Inclusive.")] = None,
-    started_before: Annotated[AwareDatetime | None, Query(description="Exclusive.")] = None,
+    started_from: Annotated[QueryTime | None, Query(description="Inclusive.")] = None,
+    started_before: Annotated[QueryTime | None, Query(description="Exclusive.")] = None,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
     limit: Annotated[int, Query(ge=1, le=pg_queries.MAX_PAGE)] = 50,
 ) -> SessionPageOut:

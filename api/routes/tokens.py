@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from api.base import ApiModel, RequestModel
 from api.deps import ServicesDep, TokensKey, client_address
 from api.errors import (
     DependencyUnavailableError,
@@ -17,6 +18,7 @@ from api.errors import (
 )
 from api.issuance import Issuance
 from api.livekit_tokens import issue_token
+from api.settings import ApiSettings
 
 router = APIRouter(prefix="/v1/tokens", tags=["tokens"])
 
@@ -26,11 +28,10 @@ digit (safe in URLs, logs and LiveKit's APIs)."""
 PRINTABLE: Final = r"^[^\x00-\x1f\x7f]*$"
 
 
-class TokenRequest(BaseModel):
+class TokenRequest(RequestModel):
     """Who joins which room, for how long."""
 
     model_config = ConfigDict(
-        extra="forbid",
         json_schema_extra={
             "examples": [{
                 "room": "math-room-1", "identity": "student-42", "name": "Ada",
@@ -46,14 +47,14 @@ class TokenRequest(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=128, pattern=PRINTABLE)
     """Display name shown to other participants."""
     metadata: str | None = Field(default=None, max_length=65_536)
-    """Participant metadata; at most `TURNLOG_TOKEN_METADATA_MAX_BYTES` UTF-8 bytes
+    """Participant metadata, at most `TURNLOG_TOKEN_METADATA_MAX_LENGTH` characters
     (default 1024)."""
     ttl_seconds: int | None = Field(default=None, ge=1, le=86_400)
     """Token lifetime in seconds, within `TURNLOG_TOKEN_TTL_MIN`..`TURNLOG_TOKEN_TTL_MAX`
     (default 60..3600); default `TURNLOG_TOKEN_TTL_DEFAULT` (600)."""
 
 
-class TokenResponse(BaseModel):
+class TokenResponse(ApiModel):
     """A signed LiveKit token and where to use it."""
 
     model_config = ConfigDict(
@@ -115,9 +116,9 @@ async def create_token(
             f"{settings.token_ttl_max_s}",
             field="ttl_seconds",
         )
-    if body.metadata and len(body.metadata.encode()) > settings.token_metadata_max_bytes:
+    if body.metadata and len(body.metadata) > settings.token_metadata_max_length:
         raise InvalidRequestError(
-            f"metadata must be at most {settings.token_metadata_max_bytes} bytes (UTF-8)",
+            f"metadata must be at most {settings.token_metadata_max_length} characters",
             field="metadata",
         )
     if not services.issuance.has_room():
@@ -141,3 +142,17 @@ async def create_token(
         token=issued.token, livekit_url=settings.livekit_url, room=issued.room,
         identity=issued.identity, expires_at=issued.expires_at,
     )  # fmt: skip
+
+
+def document_limits(document: dict[str, Any], settings: ApiSettings) -> None:
+    """Write this deployment's bounds (TTL, metadata length) into the OpenAPI document."""
+    fields = document["components"]["schemas"]["TokenRequest"]["properties"]
+    ttl = _non_null(fields["ttl_seconds"])
+    ttl["minimum"], ttl["maximum"] = settings.token_ttl_min_s, settings.token_ttl_max_s
+    _non_null(fields["metadata"])["maxLength"] = settings.token_metadata_max_length
+
+
+def _non_null(field: dict[str, Any]) -> dict[str, Any]:
+    """The schema of an optional field's value (pydantic writes `anyOf: [T, null]`)."""
+    schema: dict[str, Any] = next(s for s in field["anyOf"] if s.get("type") != "null")
+    return schema

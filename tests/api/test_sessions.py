@@ -73,6 +73,9 @@ def test_list_with_filters(client: TestClient, keys: Keys) -> None:
         ({"started_from": "2025-03-03T10:00:00"}, 422, "query.started_from"),  # naive
         ({"started_from": "yesterday"}, 422, "query.started_from"),
         ({"cursor": "not-a-cursor"}, 400, "cursor"),
+        ({"rooom": "math-room-1"}, 422, "query.rooom"),  # misspelt: not ignored
+        ({"room": ["a", "b"]}, 422, "query.room"),  # one value per parameter
+        ({"started_from": "0.5"}, 422, "query.started_from"),  # not a Unix time
     ],
 )
 def test_list_refuses_bad_parameters(

@@ -133,7 +133,7 @@ def test_invalid_bodies_name_the_field(
 def test_ttl_and_metadata_bounds_come_from_the_settings(
     make_client: AppFactory, keys: Keys
 ) -> None:
-    client = make_client(token_ttl_min_s=60, token_ttl_max_s=900, token_metadata_max_bytes=8)
+    client = make_client(token_ttl_min_s=60, token_ttl_max_s=900, token_metadata_max_length=8)
     auth = keys.auth(keys.tokens)
     for ttl in (59, 901):
         answer = client.post("/v1/tokens", json={**BODY, "ttl_seconds": ttl}, headers=auth)
@@ -143,7 +143,7 @@ def test_ttl_and_metadata_bounds_come_from_the_settings(
             "field": "ttl_seconds",
             "message": "ttl_seconds must be between 60 and 900",
         }
-    answer = client.post("/v1/tokens", json={**BODY, "metadata": "ééééé"}, headers=auth)
+    answer = client.post("/v1/tokens", json={**BODY, "metadata": "ééééééééé"}, headers=auth)
     assert (answer.status_code, answer.json()["field"]) == (400, "metadata")
     ok = client.post("/v1/tokens", json={**BODY, "metadata": "12345678", "ttl_seconds": 900},
                      headers=auth)  # fmt: skip
