@@ -4,26 +4,29 @@ container (`python -m streams worker`, `faust -A streams.app worker`) while batc
 Faust's per-event stream machinery (about 100 µs an event; see README).
 
 A batch is what has been fetched, up to `batch_size`; the engine waits up to
-`batch_within` only while nothing has. While the sink thread writes a batch, the engine
-gathers the next one from the fetcher and decodes it on a thread of its own
-(`decode_records`); once the sinks are done with the current batch, the next goes at
-once. So under load batches grow by themselves, and when the load is light an event
-waits for at most the batch in flight.
+`batch_within` only while nothing has. Three things overlap: the engine gathers the
+next batch from the fetcher and decodes it on a thread of its own (`decode_records`);
+the sink thread writes a batch to PostgreSQL (`write_postgres`: its rows, its derived
+records); the ClickHouse thread writes the batch before (`write_clickhouse`), then
+its outputs are delivered and its offsets committed. Once PostgreSQL is done with a
+batch the next goes at once, so under load batches grow by themselves, and under light
+load an event waits for little more than the PostgreSQL write in flight.
 
-At-least-once: the offsets of a batch are committed, explicitly, only after `project`
-returned (both sinks written, outputs delivered), one batch at a time, in order.
-Stopping (SIGTERM) finishes the batch in flight and commits it; records gathered for the
-next batch are dropped uncommitted. Rebalance (`_Rebalance`): before partitions are
-revoked the batch in flight is finished and committed, and everything gathered is dropped
-(Kafka hands the partitions out again from the committed offsets). A batch in flight
-that cannot finish in time (a sink down) is abandoned uncommitted, and processed again
-by whoever owns its partitions next: the sinks make the repeat harmless.
+At-least-once: the offsets of a batch are committed, explicitly, only after both sinks
+have it and its outputs are delivered, batch after batch, in order. Stopping (SIGTERM)
+finishes the batches in flight and commits them; records gathered for the next batch
+are dropped uncommitted. Rebalance (`_Rebalance`): before partitions are revoked the
+batches in flight are finished and committed, and everything gathered is dropped (Kafka
+hands the partitions out again from the committed offsets). Batches that cannot finish
+in time (a sink down) are abandoned uncommitted and processed again by whoever owns
+their partitions next: the sinks make the repeat harmless.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
@@ -59,6 +62,11 @@ class BatchEngine(mode.Service):
         self._consumer: AIOKafkaConsumer | None = None
         self._decoder: ThreadPoolExecutor | None = None
         self._inflight: asyncio.Task[None] | None = None
+        """The latest batch's completion (it waits for the batches before it)."""
+        self._batches: set[asyncio.Task[None]] = set()
+        """Every batch in flight: at most two, one in each stage."""
+        self._postgres_busy: asyncio.Future[None] | None = None
+        """Done once the latest batch has left the PostgreSQL stage."""
         self._epoch = 0
         """Counts revocations: a batch gathered in an earlier epoch is dropped."""
         self._rebalancing = False
@@ -107,32 +115,58 @@ class BatchEngine(mode.Service):
             self._decoder.shutdown(wait=True)
 
     async def _consume(self) -> None:
-        """The loop: gather the next batch while the current one is in flight."""
+        """The loop: gather the next batch while the sinks write the ones in flight."""
+        loop = asyncio.get_running_loop()
         try:
             while not self._stopping():
                 epoch, batch = await self._gather()
-                await self._wait_inflight()
+                await self._stage_free()
                 if self._stopping():
                     break  # gathered, never processed: never committed
                 if batch is None or self._rebalancing or epoch != self._epoch:
                     continue  # dropped: fetched again, from the committed offsets
-                self._inflight = asyncio.ensure_future(self._complete(batch))
+                self._postgres_busy = loop.create_future()
+                task = asyncio.ensure_future(
+                    self._complete(batch, after=self._inflight, postgres=self._postgres_busy)
+                )
+                self._batches.add(task)
+                task.add_done_callback(self._batches.discard)
+                self._inflight = task
             await self._wait_inflight()
         except asyncio.CancelledError:
-            if self._inflight is not None:
-                self._inflight.cancel()
+            self._abandon()
             raise
         except Exception as error:
             logger.exception("the batch loop failed")
             await self.crash(error)
+
+    def _free(self) -> bool:
+        """Whether a batch may enter the PostgreSQL stage: the latest batch has left
+        it, and the one before has left ClickHouse (so the latest may enter it)."""
+        postgres = self._postgres_busy is None or self._postgres_busy.done()
+        return postgres and all(t is self._inflight for t in self._batches if not t.done())
+
+    async def _stage_free(self) -> None:
+        while not self._free():
+            waiting: list[asyncio.Future[None]] = [
+                t for t in self._batches if t is not self._inflight
+            ]
+            if self._postgres_busy is not None and not self._postgres_busy.done():
+                waiting.append(self._postgres_busy)
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+
+    def _abandon(self) -> None:
+        """Cancel every batch in flight: none is committed."""
+        for task in list(self._batches):
+            task.cancel()
 
     def _stopping(self) -> bool:
         return self.should_stop  # a call: mypy would fold repeated reads of the property
 
     async def _gather(self) -> tuple[int, DecodedBatch | None]:
         """The next batch and the epoch it was gathered in: up to `batch_size` records,
-        gathered and decoded while the one in flight is written; returned once the sinks
-        are free and it holds something. None when stopping, or idle for
+        gathered and decoded while the one in flight is written; returned once the
+        PostgreSQL stage is free and it holds something. None when stopping, or idle for
         `batch_within`. What a rebalance interrupts is dropped: after it, aiokafka
         fetches every assigned partition again from its committed offset."""
         consumer = self.consumer
@@ -147,7 +181,7 @@ class BatchEngine(mode.Service):
                 if self._rebalancing:
                     await asyncio.sleep(POLL_SECONDS)
                     continue
-            busy = self._inflight is not None and not self._inflight.done()
+            busy = not self._free()
             if gathered and not busy:
                 break
             wait = POLL_SECONDS if busy or gathered else self.settings.batch_within
@@ -174,9 +208,22 @@ class BatchEngine(mode.Service):
             finally:
                 self._inflight = None
 
-    async def _complete(self, batch: DecodedBatch) -> None:
-        """Project the batch, then commit its offsets."""
-        await self.runtime.project(batch)
+    async def _complete(
+        self, batch: DecodedBatch, *, after: asyncio.Task[None] | None,
+        postgres: asyncio.Future[None],
+    ) -> None:  # fmt: skip
+        """Write the batch to PostgreSQL (while the batch `after` may still be in
+        ClickHouse), then, once `after` is committed, to ClickHouse; deliver its outputs,
+        commit its offsets."""
+        started = time.perf_counter()
+        try:
+            written = await self.runtime.write_postgres(batch)
+        finally:
+            if not postgres.done():
+                postgres.set_result(None)
+        if after is not None:
+            await after  # batches are committed in order
+        await self.runtime.write_clickhouse(written, started=started)
         offsets: dict[TopicPartition, int] = {}
         for record in batch.records:
             tp = TopicPartition(record.topic, record.partition)
@@ -198,9 +245,9 @@ class BatchEngine(mode.Service):
             try:
                 await asyncio.wait_for(asyncio.shield(inflight), FINISH_TIMEOUT)
             except TimeoutError:
-                logger.error("the batch in flight did not finish within %.0fs of a "
-                             "rebalance; it is left uncommitted", FINISH_TIMEOUT)  # fmt: skip
-                inflight.cancel()
+                logger.error("the batches in flight did not finish within %.0fs of a "
+                             "rebalance; they are left uncommitted", FINISH_TIMEOUT)  # fmt: skip
+                self._abandon()
             except Exception:
                 logger.exception("the batch in flight failed during a rebalance")
         for tp in revoked:

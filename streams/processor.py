@@ -4,7 +4,11 @@ plain aiokafka loop and the rebuild command share it.
 
 `process` is synchronous and blocking (psycopg, chDB): call it from ONE dedicated thread
 (`loop.run_in_executor` with a single-thread executor); the PostgreSQL connections and the
-chDB session stay on that thread. For each batch:
+chDB session stay on that thread. Or in two stages, `write_postgres` (steps 1-2) on one
+thread and `write_clickhouse` (step 3) on another, batches in order on each: then
+PostgreSQL takes batch n+1 while ClickHouse takes batch n, which is sound because nothing
+of step 3 is read by step 2, and step 3 of a batch still follows its step 2 (so the
+duplicate check below holds). For each batch:
 
 1. Decode every record (`schemas.decode`); a `SchemaError` makes a dead letter with the
    error's `reason`. `decode_records` does this step alone, on any thread: the batch
@@ -29,6 +33,7 @@ closed session the batch touched, re-emitted ones included (same facts, same id)
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -69,7 +74,10 @@ from streams.state import ProjectionState, TurnKey
 
 logger = logging.getLogger("turnlog.streams.processor")
 
-__all__ = ["BatchOutcome", "BatchProcessor", "DecodedBatch", "RawRecord", "decode_records"]
+__all__ = [
+    "BatchOutcome", "BatchProcessor", "DecodedBatch", "PostgresWritten", "RawRecord",
+    "decode_records",
+]  # fmt: skip
 
 R = TypeVar("R")
 
@@ -130,17 +138,33 @@ class BatchProcessor:
     def process(self, batch: Sequence[RawRecord] | DecodedBatch) -> BatchOutcome:
         """Process one batch, raw or decoded already (`decode_records`, which any thread
         may run); see the module doc. Raises `SinkUnavailableError`."""
+        return self.write_clickhouse(self.write_postgres(batch))
+
+    def write_postgres(self, batch: Sequence[RawRecord] | DecodedBatch) -> PostgresWritten:
+        """Steps 1 and 2 of `process`: decode (unless decoded), PostgreSQL, derived
+        records. A consumer may run `write_clickhouse` of the batch before on another
+        thread meanwhile (see the module doc); `write_clickhouse` of this batch follows."""
         decoded = batch if isinstance(batch, DecodedBatch) else decode_records(batch)
         outcome = BatchOutcome(consumed=len(decoded), dead_letters=list(decoded.dead_letters))
         with self.state.locked():
             projected = self._apply_postgres(decoded.events, outcome)
             derived_records = self._derive(projected, outcome)
-        self._apply_clickhouse(projected, outcome)
+        return PostgresWritten(outcome, projected, derived_records)
+
+    def write_clickhouse(self, written: PostgresWritten) -> BatchOutcome:
+        """Step 3 of `process`, and the outputs. Leaves `written` as it was, so a failed
+        attempt may be repeated with it."""
+        outcome = dataclasses.replace(
+            written.outcome, dead_letters=list(written.outcome.dead_letters),
+            sink_seconds=dict(written.outcome.sink_seconds),
+            freshness=dict(written.outcome.freshness),
+        )  # fmt: skip
+        self._apply_clickhouse(written.events, outcome)
         now = self._clock()
         outcome.outputs = [
             dead_letter_record(letter, topic=self.dlq_topic, at=now)
             for letter in outcome.dead_letters
-        ] + derived_records
+        ] + written.derived
         return outcome
 
     def close(self) -> None:
@@ -285,6 +309,16 @@ class BatchProcessor:
 class _Decoded:
     raw: RawRecord
     source: SourceRecord
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresWritten:
+    """A batch `write_postgres` has written: what `write_clickhouse` needs."""
+
+    outcome: BatchOutcome
+    events: list[_Decoded]
+    """The events PostgreSQL took (the rest are dead letters)."""
+    derived: list[OutRecord]
 
 
 @dataclass(slots=True)

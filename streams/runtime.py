@@ -20,7 +20,7 @@ import atexit
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -30,7 +30,7 @@ import mode
 from projections.clickhouse.store import ChdbStore
 from streams.config import StreamsSettings
 from streams.metrics import StreamsMetrics
-from streams.processor import BatchOutcome, BatchProcessor, DecodedBatch
+from streams.processor import BatchOutcome, BatchProcessor, DecodedBatch, PostgresWritten
 from streams.records import Headers, OutRecord, RawRecord
 from streams.startup import (
     Sinks,
@@ -58,6 +58,7 @@ class StreamsRuntime(mode.Service):
         self.settings = settings
         self.metrics = StreamsMetrics()
         self._executor: ThreadPoolExecutor | None = None
+        self._clickhouse_executor: ThreadPoolExecutor | None = None
         self._sinks: Sinks | None = None
         self._metrics_server: Any = None
         self._endpoint: Any = None
@@ -76,6 +77,9 @@ class StreamsRuntime(mode.Service):
         await verify_topics(settings)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="turnlog-sinks")
+        self._clickhouse_executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="turnlog-clickhouse"
+        )
         self._sinks = await self.in_sink_thread(open_sinks, settings)
         await self._finish_pending_write(self._sinks)
         self._metrics_server = start_metrics_server(settings, self.metrics.registry)
@@ -92,6 +96,8 @@ class StreamsRuntime(mode.Service):
             if self._sinks is not None:
                 await self.in_sink_thread(self._sinks.processor.close)
             self._executor.shutdown(wait=True)
+        if self._clickhouse_executor is not None:
+            self._clickhouse_executor.shutdown(wait=True)
         if self._sinks is not None and isinstance(self._sinks.store, ChdbStore):
             # chDB's background threads may crash while its engine is destroyed at
             # interpreter exit (SIGSEGV in "BgSchPool"): end the process before that,
@@ -105,6 +111,15 @@ class StreamsRuntime(mode.Service):
         if self._executor is None:
             raise RuntimeError("the streams runtime is not started")
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    async def in_clickhouse_thread(self, function: Callable[..., T], *args: Any) -> T:
+        """Run `function(*args)` on the ClickHouse thread (`write_clickhouse`, beside the
+        sink thread's `write_postgres` of the next batch)."""
+        if self._clickhouse_executor is None:
+            raise RuntimeError("the streams runtime is not started")
+        return await asyncio.get_running_loop().run_in_executor(
+            self._clickhouse_executor, function, *args
+        )
 
     async def _finish_pending_write(self, sinks: Sinks) -> None:
         pending = sinks.journal.pending()
@@ -138,7 +153,40 @@ class StreamsRuntime(mode.Service):
         """Process one batch until it is in both sinks and its outputs are delivered
         (processed again, with growing pauses, while it fails as a whole); counts it."""
         started = time.perf_counter()
-        outcome = await self._until_done(batch)
+
+        async def attempt() -> BatchOutcome:
+            outcome = await self.in_sink_thread(self.processor.process, batch)
+            await self._publish(outcome.outputs)
+            return outcome
+
+        outcome = await self._until_done(attempt, len(batch))
+        self._count(outcome, started)
+        return outcome
+
+    async def write_postgres(self, batch: DecodedBatch) -> PostgresWritten:
+        """The first stage of `project`, on the sink thread: PostgreSQL and the derived
+        records (processed again, with growing pauses, while it fails as a whole)."""
+
+        async def attempt() -> PostgresWritten:
+            return await self.in_sink_thread(self.processor.write_postgres, batch)
+
+        return await self._until_done(attempt, len(batch))
+
+    async def write_clickhouse(self, written: PostgresWritten, *, started: float) -> BatchOutcome:
+        """The second stage of `project`, on the ClickHouse thread: ClickHouse, then the
+        outputs delivered; counts the batch (`started`: `time.perf_counter()` when its
+        first stage began)."""
+
+        async def attempt() -> BatchOutcome:
+            outcome = await self.in_clickhouse_thread(self.processor.write_clickhouse, written)
+            await self._publish(outcome.outputs)
+            return outcome
+
+        outcome = await self._until_done(attempt, written.outcome.consumed)
+        self._count(outcome, started)
+        return outcome
+
+    def _count(self, outcome: BatchOutcome, started: float) -> None:
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.metrics.record(
             outcome, turns_topic=self.settings.turns_topic,
@@ -147,20 +195,17 @@ class StreamsRuntime(mode.Service):
         if outcome.dead_letters:
             logger.warning("dead-lettered %d of %d records", len(outcome.dead_letters),
                            outcome.consumed)
-        return outcome
 
-    async def _until_done(self, batch: Sequence[RawRecord] | DecodedBatch) -> BatchOutcome:
+    async def _until_done(self, attempt: Callable[[], Awaitable[T]], size: int) -> T:
         pause = 0.5
         while True:
             try:
-                outcome = await self.in_sink_thread(self.processor.process, batch)
-                await self._publish(outcome.outputs)
-                return outcome
+                return await attempt()
             except Exception:
                 self.metrics.batch_failures.inc()
                 logger.exception(
                     "a batch of %d records failed as a whole; processing it again in %.1fs",
-                    len(batch), pause,
+                    size, pause,
                 )  # fmt: skip
             await asyncio.sleep(pause)
             pause = min(pause * 2, MAX_BATCH_PAUSE)
