@@ -158,6 +158,29 @@ def status(as_json: bool = typer.Option(False, "--json", help="machine-readable"
     _print_status(Platform(load_settings()).status(), as_json)
 
 
+@app.command()
+def provision() -> None:
+    """Create the topics and apply the PostgreSQL and ClickHouse migrations on stores named
+    by the services' variables (TURNLOG_KAFKA_BOOTSTRAP, TURNLOG_POSTGRES_DSN,
+    TURNLOG_CLICKHOUSE_URL...), e.g. docker-compose.yml's. Idempotent."""
+    from pydantic import ValidationError
+
+    from infra.provision import ProvisionSettings
+    from infra.provision import provision as run_provision
+
+    try:
+        settings = ProvisionSettings()
+    except ValidationError as exc:
+        names = ", ".join(str(e["loc"][0]) for e in exc.errors(include_input=False))
+        err.print(f"[bold red]provision failed:[/] invalid or missing settings: {names}")
+        raise typer.Exit(2) from None
+    try:
+        run_provision(settings, report=_say)
+    except StackError as exc:
+        err.print(f"[bold red]provision failed:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+
+
 def _redacted(dsn: str) -> str:
     """A DSN without its password, for printing."""
     head, sep, tail = dsn.partition("@")

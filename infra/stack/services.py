@@ -81,7 +81,19 @@ def service_environment(
         "TURNLOG_GATEWAY_METRICS_DIR": str(s.state_dir / "gateway-metrics"),
         "TURNLOG_SPOOL_DIR": str(s.state_dir / "spool"),
     }
-    return {**env, **(extra or {})}
+    return {**env, **provider_choice(os.environ), **(extra or {})}
+
+
+def provider_choice(environ: Mapping[str, str]) -> dict[str, str]:
+    """Offline providers, unless a cloud key is set: `OPENAI_API_KEY` picks OpenAI for the
+    LLM, TTS and STT, `DEEPGRAM_API_KEY` Deepgram for the STT. `TURNLOG_STT`, `TURNLOG_LLM`
+    and `TURNLOG_TTS` set by hand win."""
+    choice = {"TURNLOG_STT": "offline", "TURNLOG_LLM": "offline", "TURNLOG_TTS": "offline"}
+    if environ.get("OPENAI_API_KEY", "").strip():
+        choice = dict.fromkeys(choice, "openai")
+    if environ.get("DEEPGRAM_API_KEY", "").strip():
+        choice["TURNLOG_STT"] = "deepgram"
+    return {name: environ.get(name) or value for name, value in choice.items()}
 
 
 @dataclass(frozen=True)

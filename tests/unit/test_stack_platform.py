@@ -13,7 +13,7 @@ from api.settings import load_api_settings
 from infra.stack.config import StackSettings
 from infra.stack.errors import PrerequisiteError
 from infra.stack.livekit import LiveKit, config_yaml
-from infra.stack.services import service_environment, service_specs
+from infra.stack.services import provider_choice, service_environment, service_specs
 from streams.config import load_streams_settings
 
 pytestmark = pytest.mark.unit
@@ -111,3 +111,21 @@ def test_service_ports_do_not_collide(tmp_path: Path) -> None:
               settings.livekit_port, settings.gateway_metrics_port,
               settings.streams_query_port]  # fmt: skip
     assert len(ports) == len(set(ports))
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, ("offline", "offline", "offline")),
+        ({"OPENAI_API_KEY": "sk-x"}, ("openai", "openai", "openai")),
+        ({"DEEPGRAM_API_KEY": "dg"}, ("deepgram", "offline", "offline")),
+        ({"OPENAI_API_KEY": "sk-x", "DEEPGRAM_API_KEY": "dg"}, ("deepgram", "openai", "openai")),
+        ({"OPENAI_API_KEY": "sk-x", "TURNLOG_TTS": "offline"}, ("openai", "openai", "offline")),
+        ({"OPENAI_API_KEY": "  "}, ("offline", "offline", "offline")),
+    ],
+)
+def test_providers_are_offline_unless_a_cloud_key_is_set(
+    environ: dict[str, str], expected: tuple[str, str, str]
+) -> None:
+    choice = provider_choice(environ)
+    assert (choice["TURNLOG_STT"], choice["TURNLOG_LLM"], choice["TURNLOG_TTS"]) == expected

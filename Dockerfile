@@ -1,0 +1,34 @@
+# One image for Turnlog's three services; docker-compose.yml picks each one's command:
+#   python -m streams worker | python -m api | python -m agent_gateway start | turnlog provision
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# The offline voice of the agent gateway (the same packages as infra/install.sh):
+# Festival with the HTS voice the offline recognizer hears best, and PortAudio.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends festival festvox-us-slt-hts libportaudio2 \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+# The Python packages, pinned in pyproject.toml (runtime dependencies only).
+COPY pyproject.toml README.md ./
+COPY schemas ./schemas
+COPY agent_gateway ./agent_gateway
+COPY streams ./streams
+COPY projections ./projections
+COPY api ./api
+COPY infra ./infra
+RUN pip install --no-compile . \
+ && useradd --system --uid 10001 --home-dir /var/lib/turnlog --create-home turnlog
+
+USER turnlog
+# State the services keep between restarts (compose mounts a volume here).
+ENV TURNLOG_SPOOL_DIR=/var/lib/turnlog/spool \
+    TURNLOG_GATEWAY_METRICS_DIR=/var/lib/turnlog/gateway-metrics \
+    TURNLOG_STREAMS_DATA_DIR=/var/lib/turnlog/streams
+WORKDIR /var/lib/turnlog
+CMD ["python", "-m", "api"]

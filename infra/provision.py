@@ -1,0 +1,56 @@
+"""Provision the platform's stores for the services: topics, PostgreSQL schema, analytics DDL.
+
+`turnlog stack up` does this for the local stack; `turnlog provision` does it for stores
+someone else runs (docker-compose.yml's init service), from the variables the services read
+(`TURNLOG_KAFKA_BOOTSTRAP`, `TURNLOG_POSTGRES_DSN`, ...). Every step is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from infra.stack.kafka import wait_for_metadata
+from infra.stack.topics import ensure_topics
+from projections.clickhouse.migrate import migrate_clickhouse
+from projections.clickhouse.store import connect
+from projections.postgres.migrate import migrate_postgres
+from schemas.topics import topic_specs
+
+
+class ProvisionSettings(BaseSettings):
+    """The stores, named by the same variables the services read."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    kafka_bootstrap: str = Field("127.0.0.1:19092", validation_alias="TURNLOG_KAFKA_BOOTSTRAP")
+    topic_prefix: str = Field("", validation_alias="TURNLOG_TOPIC_PREFIX")
+    postgres_dsn: SecretStr = Field(
+        SecretStr("postgresql://turnlog:turnlog@127.0.0.1:15432/turnlog"),
+        validation_alias="TURNLOG_POSTGRES_DSN",
+    )
+    postgres_schema: str = Field("public", validation_alias="TURNLOG_POSTGRES_SCHEMA")
+    clickhouse_url: str = Field(validation_alias="TURNLOG_CLICKHOUSE_URL")
+    """Required here: provisioning is for stores the launcher does not run."""
+    clickhouse_database: str = Field("turnlog", validation_alias="TURNLOG_CLICKHOUSE_DATABASE")
+
+
+def provision(settings: ProvisionSettings, report: Callable[[str], None] = print) -> None:
+    asyncio.run(wait_for_metadata(settings.kafka_bootstrap, within=120))
+    changes = asyncio.run(
+        ensure_topics(settings.kafka_bootstrap, topic_specs(settings.topic_prefix))
+    )
+    report("topics     " + ("; ".join(changes) if changes else "up to date"))
+    applied = migrate_postgres(
+        settings.postgres_dsn.get_secret_value(), schema=settings.postgres_schema
+    )
+    report(f"postgres   {len(applied)} migration(s) applied to {settings.postgres_schema}")
+    store = connect(settings.clickhouse_url)
+    try:
+        migrate_clickhouse(store, database=settings.clickhouse_database)
+    finally:
+        store.close()
+    report(f"clickhouse database {settings.clickhouse_database} migrated")
