@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -21,7 +21,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Match
 
 from api import docs
-from api.deps import reject_unknown_query
+from api.deps import SECURITY_SCHEME
 from api.errors import ApiError, ErrorBody, FieldError, error_body
 from api.keys import insert_key
 from api.middleware import ApiMetrics, ResponseMiddleware
@@ -65,7 +65,6 @@ def create_app(settings: ApiSettings, *, analytics_store: AnalyticsStore | None 
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
-        dependencies=[Depends(reject_unknown_query)],
         docs_url=None,
         redoc_url=None,
         responses={
@@ -98,12 +97,24 @@ def _document_limits(app: FastAPI, settings: ApiSettings) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             document = make_document()
+            _document_security(document)
             tokens.document_limits(document, settings)
             analytics.document_limits(document, settings)
             app.openapi_schema = document
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _document_security(document: dict[str, Any]) -> None:
+    """Every `/v1` operation needs an API key (checked by `deps.require`)."""
+    document.setdefault("components", {}).setdefault("securitySchemes", {})["ApiKey"] = dict(
+        SECURITY_SCHEME
+    )
+    for path, operations in document["paths"].items():
+        if path.startswith("/v1/"):
+            for operation in operations.values():
+                operation["security"] = [{"ApiKey": []}]
 
 
 async def _announce_dev_key(services: Services) -> None:

@@ -11,7 +11,7 @@ from pydantic import ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.base import ApiModel, QueryTime, RequestModel
-from api.deps import AdminKey, ReadKey, ServicesDep
+from api.deps import AdminCaller, ReadCaller
 from api.errors import ApiError, ErrorBody, InvalidRequestError, responses
 from api.settings import ApiSettings
 from projections.clickhouse import queries as ch_queries
@@ -111,11 +111,10 @@ class OverviewOut(ApiModel):
     summary="Latency percentiles",
     responses=responses(400, 401, 403, 422, 429, 502, 503),
 )
-async def latency(
-    key: ReadKey, services: ServicesDep, start: Start = None, end: End = None
-) -> LatencyOut:
+async def latency(caller: ReadCaller, start: Start = None, end: End = None) -> LatencyOut:
     """p50/p90/p99 (and mean, max) of each stage by provider and model over a window of at
     most 31 days, from the per-minute rollups. Scope: `read`."""
+    services = caller.services
     start, end = window(start, end, longest=MAX_WINDOW)
     stats = await run_in_threadpool(
         services.analytics.call,
@@ -130,11 +129,10 @@ async def latency(
 @router.get(
     "/usage", summary="Provider usage", responses=responses(400, 401, 403, 422, 429, 502, 503)
 )
-async def usage(
-    key: ReadKey, services: ServicesDep, start: Start = None, end: End = None
-) -> UsageOut:
+async def usage(caller: ReadCaller, start: Start = None, end: End = None) -> UsageOut:
     """Requests, tokens, characters and audio seconds by kind, provider and model over a
     window of at most 31 days. Scope: `read`."""
+    services = caller.services
     start, end = window(start, end, longest=MAX_WINDOW)
     rows = await run_in_threadpool(
         services.analytics.call,
@@ -151,11 +149,10 @@ async def usage(
     summary="Activity per minute",
     responses=responses(400, 401, 403, 422, 429, 502, 503),
 )
-async def overview(
-    key: ReadKey, services: ServicesDep, start: Start = None, end: End = None
-) -> OverviewOut:
+async def overview(caller: ReadCaller, start: Start = None, end: End = None) -> OverviewOut:
     """Sessions started, closed and failed, turns, interruptions and errors per minute over
     a window of at most 7 days. Scope: `read`."""
+    services = caller.services
     start, end = window(start, end, longest=MAX_OVERVIEW_WINDOW)
     minutes = await run_in_threadpool(
         services.analytics.call,
@@ -228,12 +225,13 @@ class QueryOut(ApiModel):
     responses=responses(400, 401, 403, 422, 429, 502, 503)
     | {408: {"model": ErrorBody, "description": "The query ran out of time"}},
 )  # fmt: skip
-async def query(body: QueryIn, key: AdminKey, services: ServicesDep) -> QueryOut:
+async def query(body: QueryIn, caller: AdminCaller) -> QueryOut:
     """Run one read-only statement on the analytics database with ClickHouse's own guards
     (`readonly = 1`, `max_execution_time`, a row limit): the analysts' door, also when
     ClickHouse is embedded. Refusals: 403 `query_refused` (writes, DDL, settings, outside
     table functions), 408 `query_timeout`, 400 `query_invalid` (syntax or any other
     ClickHouse error, with its message). Scope: `admin`."""
+    services = caller.services
     settings = services.settings
     timeout_s = body.timeout_s or settings.analytics_query_timeout_max_s
     max_rows = body.max_rows or settings.analytics_query_rows_max

@@ -8,17 +8,17 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Final, Literal
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ConfigDict
 from starlette.concurrency import run_in_threadpool
 
 from api.base import ApiModel
-from api.deps import ServicesDep
+from api.deps import ServicesDep, reject_unknown_query
 from api.errors import ApiError
 
 logger = logging.getLogger(__name__)
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], dependencies=[Depends(reject_unknown_query)])
 
 CHECK_TIMEOUT_S: Final = 3.0
 

@@ -14,7 +14,7 @@ from livekit import api as lkapi
 from pydantic import ConfigDict, Field
 
 from api.base import ApiModel, RequestModel
-from api.deps import AdminKey, ServicesDep
+from api.deps import AdminCaller
 from api.errors import (
     ConflictError,
     DependencyUnavailableError,
@@ -104,9 +104,10 @@ async def _livekit(call: Awaitable[T]) -> T:
     "", status_code=201, summary="Create a room",
     responses=responses(400, 401, 403, 409, 422, 429, 502, 503),
 )  # fmt: skip
-async def create_room(body: RoomCreate, key: AdminKey, services: ServicesDep) -> RoomOut:
+async def create_room(body: RoomCreate, caller: AdminCaller) -> RoomOut:
     """Create a LiveKit room (or return the existing one of that name, as LiveKit does).
     Scope: `admin`."""
+    services = caller.services
     request = lkapi.CreateRoomRequest(
         name=body.name, empty_timeout=body.empty_timeout_s or 0,
         max_participants=body.max_participants or 0, metadata=body.metadata or "",
@@ -116,8 +117,9 @@ async def create_room(body: RoomCreate, key: AdminKey, services: ServicesDep) ->
 
 
 @router.get("", summary="List rooms", responses=responses(401, 403, 429, 502, 503))
-async def list_rooms(key: AdminKey, services: ServicesDep) -> RoomList:
+async def list_rooms(caller: AdminCaller) -> RoomList:
     """The LiveKit server's active rooms. Scope: `admin`."""
+    services = caller.services
     answer = await _livekit(services.livekit().room.list_rooms(lkapi.ListRoomsRequest()))
     return RoomList(items=[RoomOut.of(r) for r in answer.rooms])
 
@@ -126,8 +128,9 @@ async def list_rooms(key: AdminKey, services: ServicesDep) -> RoomList:
     "/{name}", status_code=204, summary="Delete a room",
     responses=responses(401, 403, 404, 422, 429, 502, 503),
 )  # fmt: skip
-async def delete_room(name: RoomName, key: AdminKey, services: ServicesDep) -> Response:
+async def delete_room(name: RoomName, caller: AdminCaller) -> Response:
     """Close a room and disconnect its participants. Scope: `admin`."""
+    services = caller.services
     client = services.livekit()
     found = await _livekit(client.room.list_rooms(lkapi.ListRoomsRequest(names=[name])))
     if not found.rooms:

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.base import ApiModel, QueryTime
 from api.db import Connection
-from api.deps import ReadKey, ServicesDep
+from api.deps import ReadCaller
 from api.errors import InvalidRequestError, NotFoundError, responses
 from api.live import session_stream
 from api.models import (
@@ -47,8 +47,7 @@ class SessionPageOut(ApiModel):
 
 @router.get("", summary="List sessions", responses=responses(400, 401, 403, 422, 429, 503))
 async def list_sessions(
-    key: ReadKey,
-    services: ServicesDep,
+    caller: ReadCaller,
     room: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     agent: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     status: Literal["active", "closed", "failed"] | None = None,
@@ -60,6 +59,7 @@ async def list_sessions(
     """Sessions newest first (by start time, then id), filtered by room, agent name,
     status and start time. Keyset pagination: pages stay stable while sessions are
     added. Scope: `read`."""
+    services = caller.services
     after = None
     if cursor is not None:
         try:
@@ -80,11 +80,10 @@ async def list_sessions(
 @router.get(
     "/{session_id}", summary="One session", responses=responses(401, 403, 404, 422, 429, 503)
 )
-async def get_session(
-    session_id: SessionId, key: ReadKey, services: ServicesDep
-) -> SessionDetailOut:
+async def get_session(session_id: SessionId, caller: ReadCaller) -> SessionDetailOut:
     """The session with its counts, participants, models and latency statistics.
     Scope: `read`."""
+    services = caller.services
     detail = await services.db.run(pg_queries.session_detail, session_id, schema=services.db.schema)
     if detail is None:
         raise NotFoundError(f"no session {session_id!r}", field="session_id")
@@ -121,13 +120,13 @@ def _exists(conn: Connection, session_id: str, *, schema: str) -> bool:
 )
 async def get_transcript(
     session_id: SessionId,
-    key: ReadKey,
-    services: ServicesDep,
+    caller: ReadCaller,
     after_sequence: Annotated[int, Query(ge=0, le=2**62)] = 0,
     limit: Annotated[int, Query(ge=1, le=TRANSCRIPT_PAGE)] = TRANSCRIPT_PAGE,
 ) -> TranscriptOut:
     """The committed turns (user and agent messages) in commit order, with whether each
     was interrupted and its latency breakdown. Pages by `after_sequence`. Scope: `read`."""
+    services = caller.services
     entries, exists = await services.db.run(
         _transcript, session_id, schema=services.db.schema, after_sequence=after_sequence,
         limit=limit,
@@ -148,14 +147,14 @@ async def get_transcript(
 )
 async def get_events(
     session_id: SessionId,
-    key: ReadKey,
-    services: ServicesDep,
+    caller: ReadCaller,
     after: Annotated[int, Query(ge=0, le=2**62, description="Sequence to start after.")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> EventPageOut:
     """Every event of the session as recorded (CloudEvents `data` included), in sequence
     order, from the analytics store. Pages by `after` = the previous `next_after`.
     Scope: `read`."""
+    services = caller.services
     exists = await services.db.run(_exists, session_id, schema=services.db.schema)
     if not exists:
         raise NotFoundError(f"no session {session_id!r}", field="session_id")
@@ -190,11 +189,10 @@ async def get_events(
         **responses(401, 403, 404, 422, 429, 503),
     },
 )  # fmt: skip
-async def live_events(
-    session_id: SessionId, key: ReadKey, services: ServicesDep
-) -> StreamingResponse:
+async def live_events(session_id: SessionId, caller: ReadCaller) -> StreamingResponse:
     """Follow a session: its new events as Server-Sent Events, read from the Kafka log
     as they arrive. Scope: `read`."""
+    services = caller.services
     exists = await services.db.run(_exists, session_id, schema=services.db.schema)
     if not exists:
         raise NotFoundError(f"no session {session_id!r}", field="session_id")

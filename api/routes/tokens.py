@@ -5,15 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Response
 from pydantic import ConfigDict, Field
 
 from api.base import ApiModel, RequestModel
-from api.deps import ServicesDep, TokensKey, client_address
+from api.deps import TokensCaller
 from api.errors import (
     DependencyUnavailableError,
     InvalidRequestError,
-    RateLimitedError,
     responses,
 )
 from api.issuance import Issuance
@@ -77,37 +76,20 @@ class TokenResponse(ApiModel):
     """When the token stops admitting (UTC, whole seconds)."""
 
 
-def limit_per_address(request: Request, services: ServicesDep) -> None:
-    """Token requests per client address, counted before authentication (so guessing
-    keys is limited too)."""
-    retry_after = services.per_address.acquire(client_address(request))
-    if retry_after:
-        raise RateLimitedError(
-            f"more than {services.per_address.per_minute} token requests a minute from "
-            "this address",
-            retry_after=retry_after,
-        )
-
-
 @router.post(
     "",
     status_code=201,
     summary="Issue a LiveKit access token",
-    dependencies=[Depends(limit_per_address)],
+    response_model=TokenResponse,
     responses=responses(400, 401, 403, 422, 429, 503),
 )
-async def create_token(
-    body: TokenRequest,
-    key: TokensKey,
-    services: ServicesDep,
-    request: Request,
-    response: Response,
-) -> TokenResponse:
+async def create_token(body: TokenRequest, caller: TokensCaller) -> Response:
     """A token that lets one participant join one room with the least privilege a voice
     call needs: publish the microphone only, subscribe, no data messages unless
     configured, no admin grant of any kind. Joining dispatches the agent
     (`TURNLOG_AGENT_NAME`) into the room. The issuance is recorded (key, address, room,
     identity, times; never the token). Scope: `tokens`."""
+    services = caller.services
     settings = services.settings
     ttl = body.ttl_seconds if body.ttl_seconds is not None else settings.token_ttl_default_s
     if not settings.token_ttl_min_s <= ttl <= settings.token_ttl_max_s:
@@ -132,15 +114,18 @@ async def create_token(
         metadata=body.metadata, can_publish_data=settings.token_can_publish_data,
     )  # fmt: skip
     services.issuance.record(Issuance(
-        issued_at=datetime.now(UTC), key_id=key.key_id, client_address=client_address(request),
+        issued_at=datetime.now(UTC), key_id=caller.key.key_id, client_address=caller.address,
         room=issued.room, identity=issued.identity, expires_at=issued.expires_at,
         agent_name=settings.agent_name or None,
     ))  # fmt: skip
     services.metrics.tokens_issued.inc()
-    response.headers["Cache-Control"] = "no-store"
-    return TokenResponse(
+    answer = TokenResponse(
         token=issued.token, livekit_url=settings.livekit_url, room=issued.room,
         identity=issued.identity, expires_at=issued.expires_at,
+    )  # fmt: skip
+    return Response(  # serialized here: FastAPI would validate the model a second time
+        answer.model_dump_json(), status_code=201, media_type="application/json",
+        headers={"Cache-Control": "no-store"},
     )  # fmt: skip
 
 

@@ -73,7 +73,7 @@ schema = schemathesis.openapi.from_dict(openapi_document())
 
 @schema.parametrize()
 @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
-def test_every_operation_conforms_and_never_fails(case: Case, fuzz_target: FuzzTarget) -> None:
+def test_every_operation_conforms_and_never_fails(case: Case[Any], fuzz_target: FuzzTarget) -> None:
     case.call_and_validate(
         base_url=fuzz_target.url,
         headers=fuzz_target.keys.auth(fuzz_target.keys.all),

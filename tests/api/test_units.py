@@ -4,14 +4,16 @@ SSE framing. No services."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
+import jwt
 import pytest
 from livekit.api import TokenVerifier
 
 from api.errors import ConfigurationError, RateLimitedError, error_body
 from api.keys import KEY_PREFIX, InvalidKeySpecError, check_scopes, hash_key, new_key
 from api.live import _event_message, sse
-from api.livekit_tokens import issue_token
+from api.livekit_tokens import issue_token, reference_token
 from api.ratelimit import RateLimiter
 from api.settings import load_api_settings
 
@@ -143,3 +145,20 @@ def test_sse_framing() -> None:
     assert message is not None
     assert message.startswith(b"id: 9\nevent: turnlog.session")
     assert _event_message(b"not json") == (None, False)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"agent_name": "turnlog-tutor"},
+        {"agent_name": "", "name": "Ada", "metadata": '{"a": 1}', "can_publish_data": True},
+    ],
+)
+def test_tokens_carry_the_claims_livekit_api_writes(options: dict[str, Any]) -> None:
+    common: dict[str, Any] = {"api_key": "k", "api_secret": SECRET, "room": "r1", "identity": "u1",
+              "ttl": timedelta(seconds=600)} | options  # fmt: skip
+    ours = jwt.decode(issue_token(**common).token, SECRET, algorithms=["HS256"], issuer="k")
+    theirs = jwt.decode(reference_token(**common), SECRET, algorithms=["HS256"], issuer="k")
+    assert abs(ours.pop("exp") - theirs.pop("exp")) <= 1
+    assert abs(ours.pop("nbf") - theirs.pop("nbf")) <= 1
+    assert ours == theirs
