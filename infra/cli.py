@@ -191,8 +191,10 @@ def _redacted(dsn: str) -> str:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s",
+    # our own progress at INFO; the LiveKit SDK's chatter (it logs on the root logger) not
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
+    logging.getLogger("turnlog").setLevel(logging.INFO)
     app()
 
 
