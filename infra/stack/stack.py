@@ -83,7 +83,9 @@ class Stack:
         if result.returncode == 0:
             return result.stdout.strip()
         if result.returncode == 3:  # folder owned by a running service; it migrates itself
-            return result.stderr.strip()
+            owner = chdb_owner(self.settings.state_dir / "clickhouse")
+            return (f"owned by a running process (pid {owner}); the streams worker "
+                    "migrates its folder when it starts")  # fmt: skip
         raise ComponentFailedError(f"ClickHouse DDL failed:\n{result.stderr[-2000:]}")
 
     def status(self) -> list[ComponentStatus]:

@@ -175,7 +175,8 @@ def test_up_on_a_running_stack_changes_nothing(stack: Stack) -> None:
     assert any(line.startswith("livekit") and "already running" in line for line in lines)
     # a running streams worker owns the chDB folder and migrated it itself at its start
     assert any(
-        line.startswith("clickhouse") and ("up to date" in line or "open in another" in line)
+        line.startswith("clickhouse")
+        and ("up to date" in line or "owned by a running process" in line)
         for line in lines
     )
 
