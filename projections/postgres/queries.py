@@ -178,13 +178,18 @@ def transcript(
 ) -> list[TranscriptEntry]:
     """Committed messages in commit order, with interruptions and per-turn latency;
     page on with `after_sequence` = the last entry's sequence."""
-    query = sql.SQL(
+    with conn.cursor(row_factory=class_row(TranscriptEntry)) as cur:
+        cur.execute(transcript_statement(schema), (session_id, after_sequence, limit))
+        return cur.fetchall()
+
+
+def transcript_statement(schema: str = "public") -> sql.Composed:
+    """The statement of `transcript`, parameters (session_id, after_sequence, limit),
+    rows `TranscriptEntry`: for callers on an async connection (the API)."""
+    return sql.SQL(
         "SELECT {cols} FROM {table} WHERE session_id = %s AND sequence > %s "
         "ORDER BY sequence LIMIT %s"
     ).format(cols=_columns(_TRANSCRIPT), table=sql.Identifier(schema, "messages"))
-    with conn.cursor(row_factory=class_row(TranscriptEntry)) as cur:
-        cur.execute(query, (session_id, after_sequence, limit))
-        return cur.fetchall()
 
 
 _TOOL_CALLS: Final = (
