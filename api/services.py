@@ -76,7 +76,7 @@ class Services:
         return client
 
     async def start(self) -> None:
-        self.db.open()
+        await self.db.open()
         self.issuance.start()
 
     async def stop(self) -> None:
@@ -85,7 +85,7 @@ class Services:
             await self._livekit.aclose()
         await self.kafka.close()
         self.analytics.close()
-        self.db.close()
+        await self.db.close()
 
 
 def _http_url(url: str) -> str:

@@ -4,12 +4,14 @@ its full event history from the analytics store; its live events from Kafka."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, Any, Final, Literal
+from dataclasses import dataclass
+from typing import Annotated, Final, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import StreamingResponse
 from psycopg import sql
-from pydantic import Field
+from psycopg.rows import class_row
+from pydantic import Field, TypeAdapter
 from starlette.concurrency import run_in_threadpool
 
 from api.base import ApiModel, QueryTime
@@ -23,11 +25,10 @@ from api.models import (
     SessionEventOut,
     SessionSummaryOut,
     TranscriptOut,
-    TranscriptTurnOut,
 )
 from projections.clickhouse import queries as ch_queries
 from projections.postgres import queries as pg_queries
-from projections.postgres.models import SessionCursor
+from projections.postgres.models import SessionCursor, TranscriptEntry
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 
@@ -94,28 +95,33 @@ async def get_session(session_id: SessionId, caller: ReadCaller) -> SessionDetai
     return SessionDetailOut.model_validate(summary | fields)
 
 
-def _transcript(
-    conn: Connection, session_id: str, *, schema: str, after_sequence: int, limit: int
-) -> tuple[list[Any], bool]:
-    """The page, and whether the session exists (asked only when the page is empty)."""
-    entries = pg_queries.transcript(
-        conn, session_id, schema=schema, after_sequence=after_sequence, limit=limit
+def _exists_statement(schema: str) -> sql.Composed:
+    return sql.SQL("SELECT 1 FROM {} WHERE session_id = %s").format(
+        sql.Identifier(schema, "sessions")
     )
-    if entries:
-        return entries, True
-    return [], _exists(conn, session_id, schema=schema)
 
 
 def _exists(conn: Connection, session_id: str, *, schema: str) -> bool:
-    query = sql.SQL("SELECT 1 FROM {} WHERE session_id = %s").format(
-        sql.Identifier(schema, "sessions")
-    )
-    return conn.execute(query, (session_id,)).fetchone() is not None
+    return conn.execute(_exists_statement(schema), (session_id,)).fetchone() is not None
+
+
+@dataclass(frozen=True, slots=True)
+class _TranscriptPage:
+    """`TranscriptOut` over the query's own rows: serialized without copying them into
+    models first (the transcript is the most read route)."""
+
+    session_id: str
+    turns: list[TranscriptEntry]
+    next_after: int | None
+
+
+_TRANSCRIPT_JSON: Final = TypeAdapter(_TranscriptPage)
 
 
 @router.get(
     "/{session_id}/transcript",
     summary="A session's transcript",
+    response_model=TranscriptOut,
     responses=responses(401, 403, 404, 422, 429, 503),
 )
 async def get_transcript(
@@ -123,21 +129,25 @@ async def get_transcript(
     caller: ReadCaller,
     after_sequence: Annotated[int, Query(ge=0, le=2**62)] = 0,
     limit: Annotated[int, Query(ge=1, le=TRANSCRIPT_PAGE)] = TRANSCRIPT_PAGE,
-) -> TranscriptOut:
+) -> Response:
     """The committed turns (user and agent messages) in commit order, with whether each
     was interrupted and its latency breakdown. Pages by `after_sequence`. Scope: `read`."""
     services = caller.services
-    entries, exists = await services.db.run(
-        _transcript, session_id, schema=services.db.schema, after_sequence=after_sequence,
-        limit=limit,
-    )  # fmt: skip
-    if not exists:
-        raise NotFoundError(f"no session {session_id!r}", field="session_id")
-    return TranscriptOut(
-        session_id=session_id,
-        turns=[TranscriptTurnOut.model_validate(e, from_attributes=True) for e in entries],
-        next_after=entries[-1].sequence if len(entries) == limit else None,
+    schema = services.db.schema
+    async with services.db.connection() as conn:
+        cur = conn.cursor(row_factory=class_row(TranscriptEntry))
+        await cur.execute(
+            pg_queries.transcript_statement(schema), (session_id, after_sequence, limit)
+        )
+        entries = await cur.fetchall()
+        if not entries:
+            found = await conn.execute(_exists_statement(schema), (session_id,))
+            if await found.fetchone() is None:
+                raise NotFoundError(f"no session {session_id!r}", field="session_id")
+    page = _TranscriptPage(
+        session_id, entries, entries[-1].sequence if len(entries) == limit else None
     )
+    return Response(_TRANSCRIPT_JSON.dump_json(page), media_type="application/json")
 
 
 @router.get(
