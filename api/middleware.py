@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -69,6 +69,7 @@ class ResponseMiddleware:
         self.metrics = metrics
         self._json_csp = JSON_CSP.encode()
         self._page_csp = page_csp.encode()
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -110,6 +111,12 @@ class ResponseMiddleware:
     def _observe(self, scope: Scope, status: int, elapsed: float) -> None:
         route = scope.get("route")
         template = getattr(route, "path", None) or _UNMATCHED
-        method = scope["method"]
-        self.metrics.requests.labels(method, template, str(status)).inc()
-        self.metrics.latency.labels(method, template).observe(elapsed)
+        key = (scope["method"], template, status)
+        children = self._children.get(key)
+        if children is None:  # labels() takes a lock and builds a tuple: once per key
+            children = self._children[key] = (
+                self.metrics.requests.labels(key[0], template, str(status)),
+                self.metrics.latency.labels(key[0], template),
+            )
+        children[0].inc()
+        children[1].observe(elapsed)

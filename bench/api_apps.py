@@ -18,7 +18,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from psycopg import sql
 from psycopg.rows import class_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from starlette.concurrency import run_in_threadpool
@@ -47,13 +46,7 @@ def _pools_app() -> FastAPI:
     async_pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
         dsn, min_size=size, max_size=size, kwargs={"autocommit": True}, open=False
     )
-    statement = sql.SQL(
-        "SELECT {cols} FROM {table} WHERE session_id = %s AND sequence > %s "
-        "ORDER BY sequence LIMIT %s"
-    ).format(
-        cols=sql.SQL(", ").join(map(sql.Identifier, queries._TRANSCRIPT.split())),
-        table=sql.Identifier(schema, "messages"),
-    )
+    statement = queries.transcript_statement(schema)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
