@@ -7,6 +7,7 @@ store their process owns).
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -55,6 +56,10 @@ def create_app(settings: ApiSettings, *, analytics_store: AnalyticsStore | None 
         app.state.services = services
         if settings.dev_mode:
             await _announce_dev_key(services)
+        # What start-up made (modules, schemas, pools) lives as long as the process: out
+        # of the collector's sight, full collections stay short (fewer p99 outliers).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

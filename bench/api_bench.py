@@ -1,12 +1,13 @@
 """API benchmark: token issuance and transcript reads against a bare FastAPI baseline.
 
-    .venv/bin/python -m bench.api_bench [--duration 10] [--rounds 3] [--connections 8]
+    .venv/bin/python -m bench.api_bench [--duration 8] [--rounds 3] [--connections 8 2]
 
 Each server is one uvicorn worker (uvloop, httptools, no access log) in its own process;
 the load comes from `wrk` (Debian's package: `apt-get install -y wrk`), a second process
-on loopback with one thread and `--connections` keep-alive connections, closed loop.
-Rounds interleave the targets, so all see the same machine; the table gives medians over
-rounds, and ratios to the baseline measured in the same run:
+on loopback with one thread and N keep-alive connections, closed loop: with 8 the
+servers are saturated (throughput; latency is then mostly queueing), with 2 they are
+not (latency). Rounds interleave the targets, so all see the same machine; each table
+gives medians over rounds, and ratios to the baseline measured in the same run:
 
 - baseline: `GET /constant` of a bare FastAPI app (`bench.api_apps:baseline`);
 - tokens: `POST /v1/tokens` of the real API (API key auth, rate limits, validation,
@@ -175,9 +176,9 @@ def _ms(value: str, unit: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=10, help="seconds per measurement")
+    parser.add_argument("--duration", type=float, default=8, help="seconds per measurement")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--connections", type=int, nargs="+", default=[8, 2])
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing: apt-get install -y wrk")
@@ -223,27 +224,29 @@ def main() -> None:
             TRANSCRIPT_LUA.format(key=key, sessions=SESSIONS, prefix="/async/", suffix=""),
         ),
     }
-    results: dict[str, list[Result]] = {name: [] for name in targets}
+    results = {c: {name: list[Result]() for name in targets} for c in args.connections}
     try:
         for url, lua in targets.values():  # warm up the caches and pools
-            wrk(url, lua, duration=2, connections=args.connections)
+            wrk(url, lua, duration=2, connections=max(args.connections))
         for round_ in range(args.rounds):
-            for name, (url, lua) in targets.items():
-                result = wrk(url, lua, duration=args.duration, connections=args.connections)
-                results[name].append(result)
-                print(
-                    f"round {round_ + 1} {name:<11} {result.requests_per_s:>9,.0f}/s  "
-                    f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  "
-                    f"errors {result.errors}",
-                    flush=True,
-                )
+            for connections in args.connections:
+                for name, (url, lua) in targets.items():
+                    result = wrk(url, lua, duration=args.duration, connections=connections)
+                    results[connections][name].append(result)
+                    print(
+                        f"round {round_ + 1} c{connections} {name:<11} "
+                        f"{result.requests_per_s:>9,.0f}/s  p50 {result.p50_ms:6.2f} ms  "
+                        f"p99 {result.p99_ms:6.2f} ms  errors {result.errors}",
+                        flush=True,
+                    )
     finally:
         for server in servers.values():
             server.stop()
-    report(results, args)
+    for connections, by_target in results.items():
+        report(by_target, connections=connections, args=args)
 
 
-def report(results: dict[str, list[Result]], args: argparse.Namespace) -> None:
+def report(results: dict[str, list[Result]], *, connections: int, args: argparse.Namespace) -> None:
     median = {
         name: Result(
             statistics.median(r.requests_per_s for r in runs),
@@ -256,7 +259,7 @@ def report(results: dict[str, list[Result]], args: argparse.Namespace) -> None:
     }
     base = median["baseline"]
     print(
-        f"\nwrk, 1 thread, {args.connections} connections, {args.duration:g} s x "
+        f"\nwrk, 1 thread, {connections} connections, {args.duration:g} s x "
         f"{args.rounds} rounds (medians); one uvicorn worker per server"
     )
     print(
