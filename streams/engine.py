@@ -71,9 +71,14 @@ class BatchEngine(mode.Service):
         """Counts revocations: a batch gathered in an earlier epoch is dropped."""
         self._rebalancing = False
         """Between a revocation and the next assignment."""
+        self._expected: dict[TopicPartition, int] = {}
+        """Per assigned partition, the next offset to hand to the sinks (see `_contiguous`)."""
+        self._rewound: dict[TopicPartition, int] = {}
         self._done: dict[TopicPartition, int] = {}
         """Next offset to process per partition (committed)."""
         self._loop_task: asyncio.Future[None] | None = None
+        self.committed = (0, 0)
+        """Batches and records this engine has committed."""
 
     @property
     def consumer(self) -> AIOKafkaConsumer:
@@ -93,6 +98,10 @@ class BatchEngine(mode.Service):
             max_partition_fetch_bytes=FETCH_BYTES,
             session_timeout_ms=int(settings.session_timeout * 1000),
             heartbeat_interval_ms=int(min(3.0, settings.session_timeout / 3) * 1000),
+            # how long the group waits for this worker to finish its batches in flight
+            # when partitions are revoked (aiokafka's default, the session timeout, would
+            # evict it meanwhile)
+            rebalance_timeout_ms=int((FINISH_TIMEOUT + settings.session_timeout) * 1000),
         )  # fmt: skip
         consumer.subscribe([settings.events_topic], listener=_Rebalance(self))
         await consumer.start()
@@ -111,6 +120,8 @@ class BatchEngine(mode.Service):
                 logger.exception("the batch loop failed")
         if self._consumer is not None:
             await self._consumer.stop()  # leaves the group: the partitions move at once
+        logger.info("the batch engine stopped: %d batches of %d records committed",
+                    *self.committed)  # fmt: skip
         if self._decoder is not None:
             self._decoder.shutdown(wait=True)
 
@@ -125,6 +136,9 @@ class BatchEngine(mode.Service):
                     break  # gathered, never processed: never committed
                 if batch is None or self._rebalancing or epoch != self._epoch:
                     continue  # dropped: fetched again, from the committed offsets
+                await self._learn_starts(batch)
+                if self._rebalancing or epoch != self._epoch or not self._contiguous(batch):
+                    continue
                 self._postgres_busy = loop.create_future()
                 task = asyncio.ensure_future(
                     self._complete(batch, after=self._inflight, postgres=self._postgres_busy)
@@ -154,6 +168,49 @@ class BatchEngine(mode.Service):
             if self._postgres_busy is not None and not self._postgres_busy.done():
                 waiting.append(self._postgres_busy)
             await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+
+    async def _learn_starts(self, batch: DecodedBatch) -> None:
+        """Where each partition of `batch` new since the assignment starts: its
+        committed offset, or the log's start when it has none (as
+        `auto_offset_reset="earliest"`). Asked here, not in the rebalance listener,
+        where the coordinator is busy with the rebalance."""
+        new = {TopicPartition(r.topic, r.partition) for r in batch.records} - set(self._expected)
+        try:
+            for tp in new:
+                committed = await self.consumer.committed(tp)
+                if committed is None:
+                    committed = (await self.consumer.beginning_offsets([tp]))[tp]
+                self._expected[tp] = committed
+        except KafkaError as error:  # asked again with the next batch
+            logger.warning("cannot read the committed offsets (%s)", error)
+
+    def _contiguous(self, batch: DecodedBatch) -> bool:
+        """Whether `batch` starts, in every partition, at the next offset to process;
+        else it is dropped and its partitions fetched again from there. Commits cover
+        every offset below them, so a batch starting later would skip records for good
+        (a fetch position gone stale across a rebalance, say). A gap found again at the
+        same place is the log's own (offsets without records) and is passed."""
+        first: dict[TopicPartition, int] = {}
+        last: dict[TopicPartition, int] = {}
+        for record in batch.records:
+            tp = TopicPartition(record.topic, record.partition)
+            first.setdefault(tp, record.offset)
+            last[tp] = record.offset
+        ahead = {
+            tp: self._expected[tp] for tp, offset in first.items()
+            if tp in self._expected and offset > self._expected[tp]
+            and self._rewound.get(tp) != self._expected[tp]
+        }  # fmt: skip
+        if ahead:
+            logger.warning("records fetched past the next offset to process in partitions "
+                           "%s; fetching again from there", sorted(tp.partition for tp in ahead))
+            for tp in first:
+                self.consumer.seek(tp, self._expected.get(tp, first[tp]))
+            self._rewound.update(ahead)
+            return False
+        for tp, offset in last.items():
+            self._expected[tp] = offset + 1
+        return True
 
     def _abandon(self) -> None:
         """Cancel every batch in flight: none is committed."""
@@ -235,6 +292,8 @@ class BatchEngine(mode.Service):
                            "owner processes it again", error)  # fmt: skip
             return
         self._done.update(offsets)
+        batches, records = self.committed
+        self.committed = (batches + 1, records + len(batch))
 
     async def on_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         """Finish and commit the batch in flight; drop what was gathered after it."""
@@ -252,10 +311,13 @@ class BatchEngine(mode.Service):
                 logger.exception("the batch in flight failed during a rebalance")
         for tp in revoked:
             self._done.pop(tp, None)
+            self._expected.pop(tp, None)
 
     def on_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        self._rewound.clear()
         self._rebalancing = False
-        logger.info("assigned partitions %s", sorted(tp.partition for tp in assigned))
+        logger.info("assigned partitions %s (after %d batches of %d records committed)",
+                    sorted(tp.partition for tp in assigned), *self.committed)  # fmt: skip
 
     @mode.Service.timer(LAG_INTERVAL)
     async def _update_lag(self) -> None:

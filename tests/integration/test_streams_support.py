@@ -59,6 +59,8 @@ class StreamsEnv:
     group: str = field(default_factory=lambda: unique("streams-group-"))
     metrics_port: int = field(default_factory=free_port)
     batch_size: int = 1000
+    engine: str = "batch"
+    """`TURNLOG_STREAMS_ENGINE`: `batch` (the default) or `faust`."""
     chdb_folder: Path | None = None
     """Another worker's chDB folder (to see it refused); default: this one's own."""
 
@@ -99,6 +101,7 @@ class StreamsEnv:
             "TURNLOG_STREAMS_SESSION_TIMEOUT": "6",
             "TURNLOG_STREAMS_BATCH_SIZE": str(self.batch_size),
             "TURNLOG_STREAMS_BATCH_WITHIN": "0.2",
+            "TURNLOG_STREAMS_ENGINE": self.engine,
         }
 
     def pg(self) -> psycopg.Connection[tuple[Any, ...]]:
@@ -136,19 +139,28 @@ class WorkerProcess:
         self.log = env.root / "worker.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self._offset = 0
 
     def start(self, *, timeout: float = 90) -> None:
+        self.launch()
+        self.wait_ready(timeout=timeout)
+
+    def launch(self) -> None:
+        """Start the process; `wait_ready` waits until it is ready."""
         self.env.root.mkdir(parents=True, exist_ok=True)
-        offset = self.log.stat().st_size if self.log.exists() else 0
+        self._offset = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "streams", "worker", "--loglevel", "info"],
                 cwd=REPO_ROOT, env=self.env.environment(), stdout=log, stderr=log,
             )  # fmt: skip
         self.starts += 1
+
+    def wait_ready(self, *, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
-        while "[^Worker]: Ready" not in self.log.read_text(errors="replace")[offset:]:
-            if self.process.poll() is not None or time.monotonic() > deadline:
+        while "[^Worker]: Ready" not in self.log.read_text(errors="replace")[self._offset:]:
+            if self.process is None or self.process.poll() is not None \
+                    or time.monotonic() > deadline:
                 raise AssertionError(f"the worker did not start:\n{self.tail()}")
             time.sleep(0.1)
 
@@ -195,7 +207,7 @@ class WorkerProcess:
 
         url = f"http://127.0.0.1:{self.env.metrics_port}/metrics"
         with urllib.request.urlopen(url, timeout=10) as response:
-            return response.read().decode()
+            return str(response.read().decode())
 
 
 @contextmanager

@@ -1,7 +1,7 @@
-"""The streams worker (`python -m streams worker`, Faust) on the real broker, PostgreSQL
-and chDB, fed with the recorded sessions.
+"""The streams worker (`python -m streams worker`) on the real broker, PostgreSQL and
+chDB, fed with the recorded sessions, on each engine: `batch` (the default) and `faust`.
 
-One worker for the module, with its own topics, schema and chDB folder; the tests run in
+One worker per engine, with its own topics, schema and chDB folder; the tests run in
 order and each adds to what the worker and the reference (the projections applied in the
 test process) hold, then compares: PostgreSQL and ClickHouse checksums, and ClickHouse
 counts and rollup sums read without FINAL.
@@ -50,11 +50,13 @@ pytestmark = pytest.mark.integration
 EVENTS = all_events()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["batch", "faust"])
 def env(
-    kafka_bootstrap: str, postgres_dsn: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[StreamsEnv]:
-    world = StreamsEnv(kafka_bootstrap, postgres_dsn, tmp_path_factory.mktemp("streams"))
+    request: pytest.FixtureRequest, kafka_bootstrap: str, postgres_dsn: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[StreamsEnv]:  # fmt: skip
+    world = StreamsEnv(kafka_bootstrap, postgres_dsn, tmp_path_factory.mktemp("streams"),
+                       engine=request.param)  # fmt: skip
     world.create()
     yield world
     world.drop()
@@ -70,7 +72,10 @@ def worker(env: StreamsEnv) -> Iterator[WorkerProcess]:
 
 
 @pytest.fixture(scope="module")
-def reference(postgres_dsn: str, analytics_store: AnalyticsStore) -> Iterator[Reference]:
+def reference(
+    env: StreamsEnv, postgres_dsn: str, analytics_store: AnalyticsStore
+) -> Iterator[Reference]:
+    """One per engine (per `env`)."""
     made = Reference(postgres_dsn, analytics_store)
     yield made
     made.drop()

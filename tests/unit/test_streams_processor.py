@@ -18,7 +18,7 @@ from schemas import EVENTS_TOPIC, decode
 from streams.dlq import decoded_headers
 from streams.errors import SinkUnavailableError
 from streams.isolate import RetryPolicy
-from streams.processor import BatchOutcome, BatchProcessor
+from streams.processor import BatchOutcome, BatchProcessor, decode_records
 from streams.records import RawRecord
 from streams.state import MemoryState
 from tests.unit.test_streams_support import (
@@ -306,3 +306,35 @@ def test_a_batch_processed_again_first_finishes_its_unfinished_write(tmp_path: A
     assert again.duplicates == len(EVENTS)  # PostgreSQL committed it the first time
     assert clickhouse.writes == [clickhouse.writes[0]] * 2  # same records: same tokens
     assert journal.pending() is None
+
+
+def test_the_two_stages_and_decoding_ahead_equal_one_process_call() -> None:
+    """What the batch engine does (decode ahead in chunks, PostgreSQL of batch n+1
+    before ClickHouse of batch n) gives what `process` gives, dead letters included."""
+    good = [e for copy in range(2) for e in renamed(EVENTS, f"~{copy}")]
+    records = as_raw(mixed_bodies(good))
+    reference_projection = InMemoryProjection()
+    whole = processor_for(reference_projection)
+    expected = [whole.process(records[i:i + 40]) for i in range(0, len(records), 40)]
+
+    projection = InMemoryProjection()
+    staged = processor_for(projection)
+    batches = []
+    for i in range(0, len(records), 40):
+        decoded = decode_records(records[i:i + 20])
+        decoded.extend(decode_records(records[i + 20:i + 40]))
+        batches.append(decoded)
+    written = [staged.write_postgres(batch) for batch in batches]
+    outcomes = [staged.write_clickhouse(w) for w in written]
+    assert projection.snapshot() == reference_projection.snapshot()
+    assert [_summary(o) for o in outcomes] == [_summary(o) for o in expected]
+    # a stage repeated (a failed attempt) starts from what `write_postgres` returned
+    again = staged.write_clickhouse(written[0])
+    assert _summary(again) == _summary(outcomes[0])
+    assert written[0].outcome.outputs == []
+
+
+def _summary(outcome: BatchOutcome) -> tuple[Any, ...]:
+    return (outcome.consumed, outcome.applied, outcome.duplicates,
+            [(d.reason, d.record.offset) for d in outcome.dead_letters],
+            [(o.topic, o.key) for o in outcome.outputs])  # fmt: skip

@@ -1,0 +1,114 @@
+"""Partitions moving between two workers of one group (the batch engine's rebalance
+listener), on the real broker and PostgreSQL: a second worker joins while the first has a
+batch in flight, then the first stops. Nothing is lost and nothing is processed twice:
+the records both committed add up to the backlog, and PostgreSQL is exact.
+
+Each worker owns a chDB folder of its own (one process per folder), so ClickHouse is
+split between them; the committed counts stand for it (every committed batch was written
+to the committing worker's ClickHouse exactly once).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from projections.clickhouse.store import AnalyticsStore
+from streams.locks import exclusive_projection_lock
+from tests.integration.test_streams_support import (
+    Reference,
+    StreamsEnv,
+    WorkerProcess,
+    free_port,
+    produce,
+    wait_caught_up,
+)
+from tests.unit.test_streams_support import all_events, bodies, renamed
+
+pytestmark = pytest.mark.integration
+
+COPIES = 60
+"""Copies of the recorded sessions: 8,400 events."""
+ASSIGNED = re.compile(r"assigned partitions \[([0-9, ]*)\]")
+STOPPED = re.compile(r"the batch engine stopped: (\d+) batches of (\d+) records committed")
+
+
+@pytest.fixture
+def first(kafka_bootstrap: str, postgres_dsn: str, tmp_path: Path) -> Iterator[StreamsEnv]:
+    world = StreamsEnv(kafka_bootstrap, postgres_dsn, tmp_path / "first", batch_size=250)
+    world.create()
+    yield world
+    world.drop()
+
+
+def log_of(worker: WorkerProcess) -> str:
+    return worker.log.read_text(errors="replace")
+
+
+def wait_until(condition: Callable[[], bool], worker: WorkerProcess, what: str) -> None:
+    deadline = time.monotonic() + 90
+    while not condition():
+        assert worker.alive(), worker.tail()
+        assert time.monotonic() < deadline, f"{what}:\n{worker.tail()}"
+        time.sleep(0.1)
+
+
+def assignments(worker: WorkerProcess) -> list[list[int]]:
+    return [[int(p) for p in found.split(",") if p.strip()]
+            for found in ASSIGNED.findall(log_of(worker))]  # fmt: skip
+
+
+def committed_records(worker: WorkerProcess) -> int:
+    (found,) = STOPPED.findall(log_of(worker))
+    return int(found[1])
+
+
+def test_a_rebalance_mid_batch_loses_nothing_and_repeats_nothing(
+    first: StreamsEnv, postgres_dsn: str, analytics_store: AnalyticsStore, tmp_path: Path
+) -> None:
+    events = [e for copy in range(COPIES) for e in renamed(all_events(), f"~moving{copy}")]
+    produce(first.bootstrap, first.events_topic, bodies(events))
+    reference = Reference(postgres_dsn, analytics_store)
+    second = dataclasses.replace(first, root=tmp_path / "second", metrics_port=free_port())
+    one, two = WorkerProcess(first), WorkerProcess(second)
+    try:
+        with first.pg() as conn, exclusive_projection_lock(conn):
+            # the first worker's first batch waits for the lock, in flight, when the
+            # second joins: the revocation must finish and commit it, then hand over
+            one.start()
+            wait_until(lambda: len(assignments(one)) == 1, one, "the first worker assigned")
+            two.launch()  # ready once it has joined, which waits for the revocation
+            wait_until(lambda: log_of(one).count("Revoking previously assigned") == 2, one,
+                       "the first worker's partitions revoked")  # fmt: skip
+            time.sleep(1)
+        two.wait_ready()
+        wait_until(lambda: len(assignments(one)) >= 2, one, "the first worker reassigned")
+        wait_until(lambda: len(assignments(two)) >= 1, two, "the second worker assigned")
+        assert len(assignments(one)[-1]) < 12
+        wait_until(lambda: consumed(two) > 0, two, "the second worker committed a batch")
+        assert one.stop() == 0, one.tail()  # leaves the group: the second takes it all
+        wait_until(lambda: assignments(two)[-1] == list(range(12)), two, "all partitions")
+        wait_caught_up(second, two, timeout=180)
+        assert two.stop() == 0, two.tail()
+
+        assert first.pg_count("applied_events") == len(events)
+        reference.add(events)
+        assert first.pg_checksum() == reference.pg_checksum()
+        assert committed_records(one) > 0
+        assert committed_records(one) + committed_records(two) == len(events)
+    finally:
+        one.stop()
+        two.stop()
+        reference.drop()
+
+
+def consumed(worker: WorkerProcess) -> float:
+    for line in worker.metrics().splitlines():
+        if line.startswith("turnlog_streams_records_consumed_total "):
+            return float(line.split()[1])
+    return 0.0
