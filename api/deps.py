@@ -68,7 +68,7 @@ async def authenticate(services: Services, authorization: str | None) -> ApiKey:
 
 def require(scope: Scope, *, limit_address: bool = False) -> Callable[..., Awaitable[Caller]]:
     """The dependency of a route that admits API keys with `scope`. One dependency does
-    it all (query check, address limit, key, scope, key limit): each FastAPI dependency
+    it all (query check, address limits, key, scope, key limit): each FastAPI dependency
     costs tens of microseconds per request."""
 
     async def caller(request: Request) -> Caller:
@@ -83,7 +83,17 @@ def require(scope: Scope, *, limit_address: bool = False) -> Callable[..., Await
                     "this address",
                     retry_after=retry_after,
                 )
-        key = await authenticate(services, request.headers.get("authorization"))
+        failing = services.auth_failures.wait(address)
+        if failing:
+            raise RateLimitedError(
+                "too many requests without a valid API key from this address",
+                retry_after=failing,
+            )
+        try:
+            key = await authenticate(services, request.headers.get("authorization"))
+        except UnauthenticatedError:
+            services.auth_failures.acquire(address)
+            raise
         if scope not in key.scopes:
             raise ForbiddenError(f"this route needs an API key with the {scope!r} scope")
         return Caller(key, services, address)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
@@ -36,6 +36,22 @@ class Issuance:
     identity: str
     expires_at: datetime
     agent_name: str | None
+
+
+_ESCAPES: Final = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _text(value: str | None) -> str:
+    return "\\N" if value is None else value.translate(_ESCAPES)
+
+
+def _copy_line(i: Issuance) -> str:
+    """One row in COPY's text format (tab-separated, `\\N` for null, escaped)."""
+    return (
+        f"{i.issued_at.isoformat()}\t{_text(i.key_id)}\t{_text(i.client_address)}\t"
+        f"{_text(i.room)}\t{_text(i.identity)}\t{i.expires_at.isoformat()}\t"
+        f"{_text(i.agent_name)}\n"
+    )
 
 
 class IssuanceLog:
@@ -97,9 +113,11 @@ class IssuanceLog:
         return True
 
     def _write(self, batch: list[Issuance]) -> None:
+        # One block of COPY text: psycopg's write_row costs ~25 us a row, holding the GIL
+        # (the event loop waits); formatting the lines here costs a tenth of that.
+        data = "".join(map(_copy_line, batch)).encode()
         with self._pool.connection() as conn, conn.cursor() as cur, cur.copy(self._copy) as copy:
-            for issuance in batch:
-                copy.write_row(astuple(issuance))
+            copy.write(data)
 
     async def _run(self) -> None:
         while True:

@@ -18,6 +18,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
+import anyio
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
@@ -130,7 +131,9 @@ async def session_stream(
                 if closed:
                     return
     finally:
-        with contextlib.suppress(KafkaError, OSError):
+        # Also when the client went away and the response is being cancelled: a consumer
+        # left running would hold its connections.
+        with anyio.move_on_after(_TIMEOUT_S, shield=True), contextlib.suppress(KafkaError, OSError):
             await consumer.stop()
 
 

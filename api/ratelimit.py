@@ -41,6 +41,13 @@ class RateLimiter:
         self._buckets[subject] = (tokens, now)
         return max(1, math.ceil((1.0 - tokens) / self._rate))
 
+    def wait(self, subject: str) -> int:
+        """Whole seconds until `subject` may make a request (0: now), taking nothing."""
+        now = self._clock()
+        tokens, at = self._buckets.get(subject, (float(self.per_minute), now))
+        tokens = min(float(self.per_minute), tokens + (now - at) * self._rate)
+        return 0 if tokens >= 1.0 else max(1, math.ceil((1.0 - tokens) / self._rate))
+
     def _prune(self, now: float) -> None:
         """Forget the subjects whose bucket is full again: they look like new ones."""
         full_after = self.per_minute / self._rate

@@ -33,7 +33,10 @@ class Services:
     kafka: KafkaMetadata
     per_key: RateLimiter
     per_address: RateLimiter
+    auth_failures: RateLimiter
     metrics: ApiMetrics
+    live_streams: int = 0
+    """Live event streams open now."""
     _livekit: Any = field(default=None, repr=False)
 
     @classmethod
@@ -62,6 +65,7 @@ class Services:
             kafka=KafkaMetadata(settings.kafka_bootstrap),
             per_key=RateLimiter(settings.rate_limit_per_key),
             per_address=RateLimiter(settings.rate_limit_per_address),
+            auth_failures=RateLimiter(settings.auth_failures_per_address),
             metrics=metrics,
         )
 

@@ -102,6 +102,13 @@ class ApiSettings(BaseSettings):
     """Token requests a client address may make per minute."""
     rate_limit_per_key: int = Field(6000, ge=1, validation_alias="TURNLOG_API_RATE_LIMIT_PER_KEY")
     """Requests an API key may make per minute, across routes."""
+    auth_failures_per_address: int = Field(
+        30, ge=1, validation_alias="TURNLOG_API_AUTH_FAILURES_PER_ADDRESS"
+    )
+    """Requests with a missing or wrong API key a client address may make per minute;
+    then it is answered 429 until its allowance refills (guessing keys stays slow)."""
+    live_streams_max: int = Field(100, ge=1, validation_alias="TURNLOG_API_LIVE_STREAMS_MAX")
+    """Live event streams open at once (each reads Kafka with its own consumer)."""
 
     analytics_query_timeout_max_s: float = Field(
         30, gt=0, le=300, validation_alias="TURNLOG_API_QUERY_TIMEOUT_MAX"

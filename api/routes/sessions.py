@@ -4,6 +4,7 @@ its full event history from the analytics store; its live events from Kafka."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Final, Literal
 
@@ -17,7 +18,12 @@ from starlette.concurrency import run_in_threadpool
 from api.base import ApiModel, QueryTime
 from api.db import Connection
 from api.deps import ReadCaller
-from api.errors import InvalidRequestError, NotFoundError, responses
+from api.errors import (
+    DependencyUnavailableError,
+    InvalidRequestError,
+    NotFoundError,
+    responses,
+)
 from api.live import session_stream
 from api.models import (
     EventPageOut,
@@ -26,6 +32,7 @@ from api.models import (
     SessionSummaryOut,
     TranscriptOut,
 )
+from api.services import Services
 from projections.clickhouse import queries as ch_queries
 from projections.postgres import queries as pg_queries
 from projections.postgres.models import SessionCursor, TranscriptEntry
@@ -181,6 +188,16 @@ async def get_events(
     )
 
 
+async def _counted(services: Services, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """`stream`, counted among the open live streams while it runs."""
+    services.live_streams += 1
+    try:
+        async for message in stream:
+            yield message
+    finally:
+        services.live_streams -= 1
+
+
 @router.get(
     "/{session_id}/live",
     summary="A session's events as they happen (Server-Sent Events)",
@@ -206,13 +223,18 @@ async def live_events(session_id: SessionId, caller: ReadCaller) -> StreamingRes
     exists = await services.db.run(_exists, session_id, schema=services.db.schema)
     if not exists:
         raise NotFoundError(f"no session {session_id!r}", field="session_id")
-    topic = services.settings.events_topic
-    partition = await services.kafka.partition_of(topic, session_id)
+    settings = services.settings
+    if services.live_streams >= settings.live_streams_max:
+        raise DependencyUnavailableError(
+            f"{settings.live_streams_max} live streams are open already",
+            dependency="live-streams",
+        )
+    partition = await services.kafka.partition_of(settings.events_topic, session_id)
     services.metrics.live_streams.inc()
-    stream = session_stream(
-        bootstrap=services.settings.kafka_bootstrap, topic=topic, partition=partition,
-        session_id=session_id, heartbeat_s=services.settings.live_heartbeat_s,
-    )  # fmt: skip
+    stream = _counted(services, session_stream(
+        bootstrap=settings.kafka_bootstrap, topic=settings.events_topic, partition=partition,
+        session_id=session_id, heartbeat_s=settings.live_heartbeat_s,
+    ))  # fmt: skip
     return StreamingResponse(
         stream,
         media_type="text/event-stream",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -113,3 +114,30 @@ def test_live_stream_needs_a_known_session_and_the_read_scope(
                         headers=keys.auth(keys.read)).status_code == 404  # fmt: skip
         assert http.get(f"{app.url}/v1/sessions/nope/live",
                         headers=keys.auth(keys.tokens)).status_code == 403  # fmt: skip
+
+
+def test_live_streams_are_capped(
+    serve: Callable[..., ServedApp], keys: Keys, pg_schema: PgSchema, topics: Topics
+) -> None:
+    with pg_schema.connect() as conn:
+        write_postgres(conn, pg_schema.name, copy_session(
+            RECORDED["tutor_happy"], session_id="sess_live_2",
+            start=RECORDED["tutor_happy"][0].time)[:5])  # fmt: skip
+    app = serve(topic_prefix=topics.prefix, live_streams_max=1, live_heartbeat_s=0.2)
+    url = f"{app.url}/v1/sessions/sess_live_2/live"
+    with (
+        httpx.Client(timeout=10) as http,
+        http.stream("GET", url, headers=keys.auth(keys.read)) as first,
+    ):
+        lines = first.iter_lines()  # kept: dropping the iterator closes the response
+        assert next(lines) == "event: ready"
+        second = http.get(url, headers=keys.auth(keys.read))
+        assert (second.status_code, second.json()["dependency"]) == (503, "live-streams")
+    # Closed: room for the next one.
+    with httpx.Client(timeout=10) as http:
+        for _ in range(50):
+            with http.stream("GET", url, headers=keys.auth(keys.read)) as again:
+                if again.status_code == 200:
+                    break
+            time.sleep(0.1)
+        assert again.status_code == 200

@@ -225,6 +225,19 @@ def test_rate_limit_per_key(make_client: AppFactory, keys: Keys) -> None:
     assert client.get("/v1/sessions", headers=keys.auth(keys.all)).status_code == 200
 
 
+def test_failed_authentications_are_limited_per_address(
+    make_client: AppFactory, keys: Keys
+) -> None:
+    client = make_client(auth_failures_per_address=3)
+    wrong = {"Authorization": "Bearer tlk_" + "x" * 43}
+    assert [client.get("/v1/sessions", headers=wrong).status_code for _ in range(3)] == [401] * 3
+    refused = client.get("/v1/sessions", headers=wrong)
+    assert (refused.status_code, refused.json()["error"]) == (429, "rate_limited")
+    assert int(refused.headers["retry-after"]) >= 1
+    # The address waits, whatever key it sends now.
+    assert client.get("/v1/sessions", headers=keys.auth(keys.read)).status_code == 429
+
+
 def test_security_headers_on_every_response(client: TestClient, keys: Keys) -> None:
     for answer in (
         client.post("/v1/tokens", json=BODY, headers=keys.auth(keys.tokens)),
