@@ -30,6 +30,8 @@ from aiokafka import AIOKafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
 from infra.demo.run import DEMO_QUESTIONS, run_demo
+from infra.stack.errors import StackError
+from infra.stack.process import tail
 from projections.clickhouse.query_endpoint import open_reader
 from schemas.topics import EVENTS_TOPIC, SESSIONS_TOPIC, TURNS_TOPIC
 from tests.e2e.conftest import RunningPlatform
@@ -101,7 +103,11 @@ def gateway_counters(platform: RunningPlatform) -> dict[str, float]:
 
 
 def test_voice_call_through_livekit_is_recorded_everywhere(platform: RunningPlatform) -> None:
-    outcome = run_demo(platform.settings, key=platform.api_key, questions=DEMO_QUESTIONS)
+    try:
+        outcome = run_demo(platform.settings, key=platform.api_key, questions=DEMO_QUESTIONS)
+    except StackError as error:  # say what the services said
+        logs = "\n".join(f"{p.name}:\n{tail(p, 25)}" for p in sorted(platform.logs.glob("*.log")))
+        pytest.fail(f"{error}\n{logs}")
     session_id = outcome.session["session_id"]
 
     # the call: a greeting, then an answer heard for every question
