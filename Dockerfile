@@ -22,7 +22,7 @@ COPY streams ./streams
 COPY projections ./projections
 COPY api ./api
 COPY infra ./infra
-RUN pip install --no-compile . \
+RUN pip install . \
  && useradd --system --uid 10001 --home-dir /var/lib/turnlog --create-home turnlog
 
 USER turnlog
