@@ -46,6 +46,7 @@ def main() -> None:
     settings = StackSettings(
         state_dir=state, cache_dir=base.cache_dir, kafka_port=free_port(),
         kafka_controller_port=free_port(), postgres_port=free_port(),
+        livekit_port=free_port(), livekit_udp_port=free_port(),
     )
     stack = Stack(settings)
     quiet = lambda line: None  # noqa: E731
