@@ -62,13 +62,16 @@ class IssuanceLog:
         pool: ConnectionPool[Any],
         *,
         schema: str,
-        interval_s: float = 0.2,
+        interval_s: float = 0.05,
         max_pending: int = 100_000,
     ) -> None:
         self._pool = pool
         self._interval = interval_s
         self._max_pending = max_pending
-        self._pending: list[Issuance] = []
+        self._pending: list[str] = []
+        """COPY lines, formatted when recorded: the writer thread then only sends bytes
+        (it would otherwise hold the GIL for the formatting, and stall the event loop
+        up to a switch interval)."""
         self._copy = sql.SQL("COPY {} ({}) FROM STDIN").format(
             sql.Identifier(schema, "token_issuances"),
             sql.SQL(", ").join(map(sql.Identifier, _COLUMNS)),
@@ -81,7 +84,7 @@ class IssuanceLog:
         return len(self._pending) < self._max_pending
 
     def record(self, issuance: Issuance) -> None:
-        self._pending.append(issuance)
+        self._pending.append(_copy_line(issuance))
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="issuance-log")
@@ -100,7 +103,7 @@ class IssuanceLog:
             return True
         batch, self._pending = self._pending, []
         try:
-            await run_in_threadpool(self._write, batch)
+            await run_in_threadpool(self._write, "".join(batch).encode())
         except (psycopg.Error, OSError) as error:
             self._pending[:0] = batch
             if not self.failing:
@@ -112,10 +115,8 @@ class IssuanceLog:
         self.failing = False
         return True
 
-    def _write(self, batch: list[Issuance]) -> None:
-        # One block of COPY text: psycopg's write_row costs ~25 us a row, holding the GIL
-        # (the event loop waits); formatting the lines here costs a tenth of that.
-        data = "".join(map(_copy_line, batch)).encode()
+    def _write(self, data: bytes) -> None:
+        # One block of COPY text: psycopg's write_row costs ~25 us a row, holding the GIL.
         with self._pool.connection() as conn, conn.cursor() as cur, cur.copy(self._copy) as copy:
             copy.write(data)
 
