@@ -9,10 +9,13 @@ API serves the same transcript; `turnlog.events` holds the session with sequence
 events and turns; the gateway dropped nothing and sent every event it recorded.
 
 Word error rate bound: pocketsphinx hears Festival's HTS voice word for word in-process
-(`tests/integration/test_offline_voice_session.py`, WER 0); through the room the audio is
-Opus-coded and resampled 24 -> 48 -> 16 kHz, which may cost an occasional word. 0.2 is about
-one word in each of the three questions wrong, still a conversation the tutor answers, and
-far from what a broken audio path gives (silence, or noise: WER near 1).
+(`tests/integration/test_offline_voice_session.py`, WER 0), and through the room on a quiet
+machine too (WER 0 here). Through the room the audio is Opus-coded and resampled
+24 -> 48 -> 16 kHz, and on a busy machine the recognizer sometimes splits a long word: once
+"understanding of" came back as "hand they're standing in", 4 errors in the call's 20 words
+(WER 0.2). `MAX_WER` = 0.35 allows that slip and one more word, while a broken audio path
+(silence, a wrong sample rate, noise) gives 0.8 and more. The topic word of every question,
+what the tutor answers from, must be heard exactly.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ from tests.e2e.conftest import RunningPlatform
 
 pytestmark = pytest.mark.e2e
 
-MAX_WER = 0.2
+MAX_WER = 0.35
+TOPICS = ("france", "photosynthesis", "fractions")
 T = TypeVar("T")
 
 
@@ -130,6 +134,8 @@ def test_voice_call_through_livekit_is_recorded_everywhere(platform: RunningPlat
     assert len(said) == len(DEMO_QUESTIONS)
     wer = word_error_rate(" ".join(DEMO_QUESTIONS).split(), " ".join(said).lower().split())
     assert wer <= MAX_WER, f"heard {said}"
+    for topic, heard in zip(TOPICS, said, strict=True):
+        assert topic in heard.lower().split(), f"heard {heard!r}"
     assert len(answers) == len(DEMO_QUESTIONS) + 1  # the greeting, then one per question
     assert all(a.strip() for a in answers)
     assert [(t["role"], t["text"]) for t in outcome.transcript] == [
