@@ -103,21 +103,26 @@ class ServiceSpec:
     port: int
     """The port its health check uses (refused at start when something else holds it)."""
     port_setting: str
+    health_url: str
+    """Answers 200 once the service is up."""
     address: str
     """What `status` shows: the service's main URL."""
+    ready_line: bytes | None = None
+    """Also required in its log, after the start, before it counts as started."""
 
 
 def service_specs(settings: StackSettings) -> list[ServiceSpec]:
     """The three services, in start order."""
     s, py = settings, sys.executable
+    streams_metrics = f"http://{s.host}:{s.streams_metrics_port}/metrics"
     return [
         ServiceSpec("streams", (py, "-m", "streams", "worker"), s.streams_metrics_port,
-                    "TURNLOG_STREAMS_METRICS_PORT",
-                    f"http://{s.host}:{s.streams_metrics_port}/metrics"),
-        ServiceSpec("api", (py, "-m", "api"), s.api_port, "TURNLOG_API_PORT", s.api_url),
+                    "TURNLOG_STREAMS_METRICS_PORT", streams_metrics, streams_metrics),
+        ServiceSpec("api", (py, "-m", "api"), s.api_port, "TURNLOG_API_PORT",
+                    f"{s.api_url}/readyz", s.api_url),
         ServiceSpec("gateway", (py, "-m", "agent_gateway", "start"), s.gateway_health_port,
-                    "TURNLOG_GATEWAY_HEALTH_PORT",
-                    f"http://{s.host}:{s.gateway_metrics_port}/metrics"),
+                    "TURNLOG_GATEWAY_HEALTH_PORT", f"http://{s.host}:{s.gateway_health_port}/",
+                    f"http://{s.host}:{s.gateway_metrics_port}/metrics", GATEWAY_REGISTERED),
     ]  # fmt: skip
 
 
@@ -134,21 +139,20 @@ class Service:
         self.log_path = settings.logs_dir / f"{spec.name}.log"
         self.pidfile = PidFile(settings.run_dir / f"{spec.name}.pid")
 
-    def healthy(self, log_offset: int = 0) -> bool:
-        s = self.settings
-        if self.name == "streams":
-            return http_ok(f"http://{s.host}:{s.streams_metrics_port}/metrics")
-        if self.name == "api":
-            return http_ok(f"{s.api_url}/readyz")
-        return http_ok(f"http://{s.host}:{s.gateway_health_port}/") and self._registered(
-            log_offset
-        )
+    def healthy(self, log_offset: int | None = None) -> bool:
+        """Its health URL answers 200 (and, from `log_offset` on, its log has the ready
+        line, when it has one)."""
+        if not http_ok(self.spec.health_url):
+            return False
+        if self.spec.ready_line is None or log_offset is None:
+            return True
+        return self._logged(self.spec.ready_line, log_offset)
 
-    def _registered(self, offset: int) -> bool:
+    def _logged(self, line: bytes, offset: int) -> bool:
         try:
             with self.log_path.open("rb") as log:
                 log.seek(offset)
-                return GATEWAY_REGISTERED in log.read()
+                return line in log.read()
         except OSError:
             return False
 
