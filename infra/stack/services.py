@@ -130,9 +130,15 @@ class Service:
     """One service process: start (health-checked), stop, status."""
 
     def __init__(
-        self, spec: ServiceSpec, settings: StackSettings, env: Mapping[str, str]
+        self,
+        spec: ServiceSpec,
+        settings: StackSettings,
+        env: Mapping[str, str],
+        *,
+        start_timeout: float = SERVICE_START_TIMEOUT,
     ) -> None:
         self.spec = spec
+        self.start_timeout = start_timeout
         self.name = spec.name
         self.settings = settings
         self.env = env
@@ -160,7 +166,7 @@ class Service:
         running = self.pidfile.alive_pid()
         if running is not None:
             wait_until(
-                self.healthy, timeout=SERVICE_START_TIMEOUT, what=self.name,
+                self.healthy, timeout=self.start_timeout, what=self.name,
                 log_path=self.log_path, alive=lambda: pid_alive(running), interval=0.2,
             )  # fmt: skip
             return f"already running (pid {running})"
@@ -173,7 +179,7 @@ class Service:
         self.pidfile.write(pid)
         try:
             waited = wait_until(
-                lambda: self.healthy(offset), timeout=SERVICE_START_TIMEOUT, what=self.name,
+                lambda: self.healthy(offset), timeout=self.start_timeout, what=self.name,
                 log_path=self.log_path, alive=lambda: pid_alive(pid), interval=0.2,
             )  # fmt: skip
         except ComponentFailedError:
