@@ -104,7 +104,8 @@ class AgentListener:
     def __init__(self, room: rtc.Room) -> None:
         self.room = room
         self.state = ""
-        self.last_audible: float | None = None
+        self.first_audible: float | None = None
+        """When the first audible frame since the last `answer` call arrived (monotonic)."""
         self.audible_seconds = 0.0
         self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -127,7 +128,8 @@ class AgentListener:
         async for event in stream:
             samples = np.frombuffer(event.frame.data, dtype=np.int16).astype(np.float64)
             if len(samples) and float(np.sqrt(np.mean(samples**2))) > AUDIBLE_RMS:
-                self.last_audible = time.monotonic()
+                if self.first_audible is None:
+                    self.first_audible = time.monotonic()
                 self.audible_seconds += event.frame.duration
                 self._changed.set()
         await stream.aclose()
@@ -141,18 +143,14 @@ class AgentListener:
     async def answer(self, *, after: float, within: float) -> tuple[float | None, float]:
         """Wait until the agent spoke after `after` and is listening again: (seconds to
         the first audible frame, seconds of audible answer)."""
-        first: float | None = None
+        self.first_audible = None
         heard_before = self.audible_seconds
-
-        def done() -> bool:
-            nonlocal first
-            if first is None and self.last_audible is not None and self.last_audible > after:
-                first = self.last_audible
-            return first is not None and self.state == "listening"
-
-        await self.wait(done, within=within)
+        await self.wait(
+            lambda: self.first_audible is not None and self.state == "listening", within=within
+        )
         # the state may flip before the last frames arrive
         await asyncio.sleep(0.3)
+        first = self.first_audible
         return (None if first is None else first - after), self.audible_seconds - heard_before
 
     async def aclose(self) -> None:
