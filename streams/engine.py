@@ -48,7 +48,7 @@ POLL_SECONDS: Final = 0.005
 """While a batch is in flight, how often the engine looks for more fetched records (and
 whether the batch is done)."""
 FINISH_TIMEOUT: Final = 60.0
-"""Seconds a stop or a rebalance waits for the batch in flight before abandoning it
+"""Seconds a stop or a rebalance waits for the batches in flight before abandoning them
 (uncommitted)."""
 
 
@@ -74,6 +74,7 @@ class BatchEngine(mode.Service):
         self._expected: dict[TopicPartition, int] = {}
         """Per assigned partition, the next offset to hand to the sinks (see `_contiguous`)."""
         self._rewound: dict[TopicPartition, int] = {}
+        """Per partition, the offset it was last fetched again from (see `_contiguous`)."""
         self._done: dict[TopicPartition, int] = {}
         """Next offset to process per partition (committed)."""
         self._loop_task: asyncio.Future[None] | None = None
@@ -113,8 +114,8 @@ class BatchEngine(mode.Service):
             try:
                 await asyncio.wait_for(asyncio.shield(self._loop_task), FINISH_TIMEOUT)
             except TimeoutError:
-                logger.error("the batch in flight did not finish within %.0fs; it is left "
-                             "uncommitted for the next worker", FINISH_TIMEOUT)  # fmt: skip
+                logger.error("the batches in flight did not finish within %.0fs; they are "
+                             "left uncommitted for the next worker", FINISH_TIMEOUT)  # fmt: skip
                 self._loop_task.cancel()
             except Exception:
                 logger.exception("the batch loop failed")
