@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
@@ -37,6 +37,7 @@ from aiokafka.errors import KafkaError
 
 from streams.processor import DecodedBatch, decode_records
 from streams.rebuild.log import raw_record
+from streams.records import RawRecord
 from streams.runtime import StreamsRuntime
 from streams.startup import FETCH_BYTES
 
@@ -187,21 +188,10 @@ class BatchEngine(mode.Service):
 
     def _contiguous(self, batch: DecodedBatch) -> bool:
         """Whether `batch` starts, in every partition, at the next offset to process;
-        else it is dropped and its partitions fetched again from there. Commits cover
-        every offset below them, so a batch starting later would skip records for good
-        (a fetch position gone stale across a rebalance, say). A gap found again at the
-        same place is the log's own (offsets without records) and is passed."""
-        first: dict[TopicPartition, int] = {}
-        last: dict[TopicPartition, int] = {}
-        for record in batch.records:
-            tp = TopicPartition(record.topic, record.partition)
-            first.setdefault(tp, record.offset)
-            last[tp] = record.offset
-        ahead = {
-            tp: self._expected[tp] for tp, offset in first.items()
-            if tp in self._expected and offset > self._expected[tp]
-            and self._rewound.get(tp) != self._expected[tp]
-        }  # fmt: skip
+        else it is dropped and its partitions fetched again from there (see
+        `skipped_ahead`)."""
+        first, last = offset_bounds(batch.records)
+        ahead = skipped_ahead(first, self._expected, self._rewound)
         if ahead:
             logger.warning("records fetched past the next offset to process in partitions "
                            "%s; fetching again from there", sorted(tp.partition for tp in ahead))
@@ -343,6 +333,35 @@ class BatchEngine(mode.Service):
             logger.warning("cannot update the lag gauge: %s", error)
             return
         self.runtime.metrics.set_lag(lag)
+
+
+def offset_bounds(
+    records: Iterable[RawRecord],
+) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+    """The first and the last offset of each partition in `records` (in fetch order)."""
+    first: dict[TopicPartition, int] = {}
+    last: dict[TopicPartition, int] = {}
+    for record in records:
+        tp = TopicPartition(record.topic, record.partition)
+        first.setdefault(tp, record.offset)
+        last[tp] = record.offset
+    return first, last
+
+
+def skipped_ahead(
+    first: Mapping[TopicPartition, int], expected: Mapping[TopicPartition, int],
+    rewound: Mapping[TopicPartition, int],
+) -> dict[TopicPartition, int]:  # fmt: skip
+    """The partitions whose records start past the next offset to process, with that
+    offset: to fetch again from there. A commit covers every offset below it, so a batch
+    starting later would skip records for good (a fetch position gone stale across a
+    rebalance, say). A gap found again where the partition was fetched again from is the
+    log's own (offsets without records) and passes; so do a partition not known yet and
+    records starting earlier (processed already: the sinks make them harmless)."""
+    return {
+        tp: expected[tp] for tp, offset in first.items()
+        if tp in expected and offset > expected[tp] and rewound.get(tp) != expected[tp]
+    }  # fmt: skip
 
 
 def _decode(messages: list[Any]) -> DecodedBatch:
