@@ -138,13 +138,16 @@ class BatchEngine(mode.Service):
                     break  # gathered, never processed: never committed
                 if batch is None or self._rebalancing or epoch != self._epoch:
                     continue  # dropped: fetched again, from the committed offsets
-                await self._learn_starts(batch)
-                if self._rebalancing or epoch != self._epoch or not self._contiguous(batch):
+                first, last = offset_bounds(batch.records)
+                await self._learn_starts(first)
+                stale = self._rebalancing or epoch != self._epoch
+                if stale or not self._contiguous(first, last):
                     continue
                 self._postgres_busy = loop.create_future()
-                task = asyncio.ensure_future(
-                    self._complete(batch, after=self._inflight, postgres=self._postgres_busy)
-                )
+                task = asyncio.ensure_future(self._complete(
+                    batch, {tp: o + 1 for tp, o in last.items()}, after=self._inflight,
+                    postgres=self._postgres_busy,
+                ))  # fmt: skip
                 self._batches.add(task)
                 task.add_done_callback(self._batches.discard)
                 self._inflight = task
@@ -171,14 +174,13 @@ class BatchEngine(mode.Service):
                 waiting.append(self._postgres_busy)
             await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
 
-    async def _learn_starts(self, batch: DecodedBatch) -> None:
-        """Where each partition of `batch` new since the assignment starts: its
+    async def _learn_starts(self, first: Mapping[TopicPartition, int]) -> None:
+        """Where each partition of a batch new since the assignment starts: its
         committed offset, or the log's start when it has none (as
         `auto_offset_reset="earliest"`). Asked here, not in the rebalance listener,
         where the coordinator is busy with the rebalance."""
-        new = {TopicPartition(r.topic, r.partition) for r in batch.records} - set(self._expected)
         try:
-            for tp in new:
+            for tp in [tp for tp in first if tp not in self._expected]:
                 committed = await self.consumer.committed(tp)
                 if committed is None:
                     committed = (await self.consumer.beginning_offsets([tp]))[tp]
@@ -186,11 +188,12 @@ class BatchEngine(mode.Service):
         except KafkaError as error:  # asked again with the next batch
             logger.warning("cannot read the committed offsets (%s)", error)
 
-    def _contiguous(self, batch: DecodedBatch) -> bool:
-        """Whether `batch` starts, in every partition, at the next offset to process;
-        else it is dropped and its partitions fetched again from there (see
-        `skipped_ahead`)."""
-        first, last = offset_bounds(batch.records)
+    def _contiguous(
+        self, first: Mapping[TopicPartition, int], last: Mapping[TopicPartition, int]
+    ) -> bool:
+        """Whether a batch (`offset_bounds`) starts, in every partition, at the next
+        offset to process; else it is dropped and its partitions fetched again from there
+        (see `skipped_ahead`)."""
         ahead = skipped_ahead(first, self._expected, self._rewound)
         if ahead:
             logger.warning("records fetched past the next offset to process in partitions "
@@ -257,12 +260,12 @@ class BatchEngine(mode.Service):
                 self._inflight = None
 
     async def _complete(
-        self, batch: DecodedBatch, *, after: asyncio.Task[None] | None,
-        postgres: asyncio.Future[None],
+        self, batch: DecodedBatch, offsets: dict[TopicPartition, int], *,
+        after: asyncio.Task[None] | None, postgres: asyncio.Future[None],
     ) -> None:  # fmt: skip
         """Write the batch to PostgreSQL (while the batch `after` may still be in
         ClickHouse), then, once `after` is committed, to ClickHouse; deliver its outputs,
-        commit its offsets."""
+        commit `offsets` (the next offset of each of its partitions)."""
         started = time.perf_counter()
         try:
             written = await self.runtime.write_postgres(batch)
@@ -272,10 +275,6 @@ class BatchEngine(mode.Service):
         if after is not None:
             await after  # batches are committed in order
         await self.runtime.write_clickhouse(written, started=started)
-        offsets: dict[TopicPartition, int] = {}
-        for record in batch.records:
-            tp = TopicPartition(record.topic, record.partition)
-            offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
         try:
             await self.consumer.commit(offsets)
         except KafkaError as error:  # the group moved on (this member was too slow)
