@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from api.errors import ConfigurationError
+from projections.settings import ClickHouseUrl, PostgresDsn
 from schemas.topics import EVENTS_TOPIC
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
@@ -24,7 +25,6 @@ _PLACEHOLDERS: Final = frozenset(
     {"changeme", "change-me", "change_me", "placeholder", "replaceme", "replace-me", "todo"}
 )
 _URL_SCHEMES: Final = ("ws://", "wss://", "http://", "https://")
-_DSN_SCHEMES: Final = ("postgresql://", "postgres://")
 DEFAULT_DSN: Final = "postgresql://turnlog:turnlog@127.0.0.1:15432/turnlog"
 
 
@@ -49,7 +49,7 @@ class ApiSettings(BaseSettings):
     """The agent dispatched into a token's room (the gateway registers under this name);
     empty: no dispatch in the token."""
 
-    postgres_dsn: SecretStr = Field(
+    postgres_dsn: PostgresDsn = Field(
         SecretStr(DEFAULT_DSN),
         validation_alias="TURNLOG_POSTGRES_DSN",
     )
@@ -58,7 +58,7 @@ class ApiSettings(BaseSettings):
     """Schema of the read models, the API keys and the issuance record."""
     postgres_pool_size: int = Field(8, ge=1, le=100, validation_alias="TURNLOG_API_PG_POOL_SIZE")
     """Connections the API keeps to PostgreSQL."""
-    clickhouse_url: str | None = Field(None, validation_alias="TURNLOG_CLICKHOUSE_URL")
+    clickhouse_url: ClickHouseUrl | None = Field(None, validation_alias="TURNLOG_CLICKHOUSE_URL")
     """`chdb:///abs/path` (read through its owner's query endpoint) or
     `http(s)://host:8123`; default: embedded at `<repo>/.turnlog/clickhouse`."""
     clickhouse_database: str = Field(
@@ -148,20 +148,6 @@ class ApiSettings(BaseSettings):
             raise ValueError("is empty or a placeholder")
         return value
 
-    @field_validator("postgres_dsn")
-    @classmethod
-    def _check_dsn(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().startswith(_DSN_SCHEMES):
-            raise ValueError("must be a postgresql:// URL")
-        return value
-
-    @field_validator("clickhouse_url")
-    @classmethod
-    def _check_clickhouse_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("chdb:///", "http://", "https://")):
-            raise ValueError("must be chdb:///abs/path or http(s)://host:port")
-        return value
-
     @model_validator(mode="after")
     def _check_ttl_bounds(self) -> Self:
         if not self.token_ttl_min_s <= self.token_ttl_default_s <= self.token_ttl_max_s:
@@ -205,5 +191,7 @@ class KeyStoreSettings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
-    postgres_dsn: SecretStr = Field(SecretStr(DEFAULT_DSN), validation_alias="TURNLOG_POSTGRES_DSN")
+    postgres_dsn: PostgresDsn = Field(
+        SecretStr(DEFAULT_DSN), validation_alias="TURNLOG_POSTGRES_DSN"
+    )
     postgres_schema: str = Field("public", min_length=1, validation_alias="TURNLOG_POSTGRES_SCHEMA")

@@ -15,11 +15,11 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from projections.settings import ClickHouseUrl, PostgresDsn
 from schemas.topics import DLQ_TOPIC, EVENTS_TOPIC, SESSIONS_TOPIC, TURNS_TOPIC
 from streams.errors import ConfigurationError
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
-_DSN_SCHEMES: Final = ("postgresql://", "postgres://")
 
 
 class StreamsSettings(BaseSettings):
@@ -33,14 +33,14 @@ class StreamsSettings(BaseSettings):
     """Kafka bootstrap servers, `host:port[,host:port...]`."""
     topic_prefix: str = Field("", validation_alias="TURNLOG_TOPIC_PREFIX")
     """Prepended to every topic name (tests use it to isolate themselves)."""
-    postgres_dsn: SecretStr = Field(
+    postgres_dsn: PostgresDsn = Field(
         SecretStr("postgresql://turnlog:turnlog@127.0.0.1:15432/turnlog"),
         validation_alias="TURNLOG_POSTGRES_DSN",
     )
     """PostgreSQL connection URL of the read models (a secret: logged redacted)."""
     postgres_schema: str = Field("public", min_length=1, validation_alias="TURNLOG_POSTGRES_SCHEMA")
     """Schema that holds the read models (migrated by `turnlog stack up`)."""
-    clickhouse_url: str | None = Field(None, validation_alias="TURNLOG_CLICKHOUSE_URL")
+    clickhouse_url: ClickHouseUrl | None = Field(None, validation_alias="TURNLOG_CLICKHOUSE_URL")
     """`chdb:///abs/path` (embedded, owned by this worker) or `http(s)://host:8123`; default:
     embedded at `<repo>/.turnlog/clickhouse`, as the stack launcher has it."""
     clickhouse_database: str = Field(
@@ -129,20 +129,6 @@ class StreamsSettings(BaseSettings):
             "metrics": f"{self.metrics_host}:{self.metrics_port}",
             "query_endpoint": f"{self.query_host}:{self.query_port}",
         }
-
-    @field_validator("postgres_dsn")
-    @classmethod
-    def _check_dsn(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().startswith(_DSN_SCHEMES):
-            raise ValueError("must be a postgresql:// URL")
-        return value
-
-    @field_validator("clickhouse_url")
-    @classmethod
-    def _check_clickhouse_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("chdb:///", "http://", "https://")):
-            raise ValueError("must be chdb:///abs/path or http(s)://host:port")
-        return value
 
     @field_validator("query_host")
     @classmethod
