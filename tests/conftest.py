@@ -9,7 +9,9 @@ never see each other's data.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ from infra.stack.config import StackSettings, load_settings
 from infra.stack.stack import Stack
 from infra.stack.topics import ensure_topics
 from projections.clickhouse.migrate import migrate_clickhouse
-from projections.clickhouse.store import AnalyticsStore, connect
+from projections.clickhouse.store import AnalyticsStore, ChdbStore, connect
 from projections.postgres.migrate import migrate_postgres
 from schemas.topics import TopicSpec, topic_specs
 
@@ -124,3 +126,26 @@ def ch_database(analytics_store: AnalyticsStore) -> Iterator[str]:
     migrate_clickhouse(analytics_store, database=name)
     yield name
     analytics_store.command(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+_exit_status: list[int] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _exit_status.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """End a run that started chDB with pytest's own status, before interpreter teardown.
+
+    chDB's engine threads outlive every connection, and the interpreter's exit may destroy
+    the engine while they run: "The ShutdownTablesThreadPool is not initialized", then
+    SIGSEGV, after every test has passed (chdb-core 26.9). Everything pytest reports has
+    been written by now (this is the last hook), so only the crash is skipped."""
+    if not ChdbStore.opened_in_this_process() or not _exit_status:
+        return
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_exit_status[-1])

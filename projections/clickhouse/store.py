@@ -215,6 +215,13 @@ class ChdbStore(_Store):
         # The engine stays initialized for the process's lifetime; the lock goes with it.
         pass
 
+    @staticmethod
+    def opened_in_this_process() -> bool:
+        """Whether this process started the embedded engine (it cannot be stopped again:
+        its threads live until the process ends, and may crash the interpreter's own
+        teardown, so such a process ends with ``os._exit`` once its work is done)."""
+        return ChdbStore._opened is not None
+
 
 class ServerStore(_Store):
     """A ClickHouse server through clickhouse-connect (HTTP interface).
