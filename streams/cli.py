@@ -6,13 +6,12 @@ stopped, 1 failed at start or while running, 2 invalid settings.
 
 from __future__ import annotations
 
-import logging
-import os
 import sys
 from typing import Annotated
 
 import typer
 
+from projections.clickhouse.store import exit_past_chdb_teardown
 from streams import checksum, rebuild
 from streams.errors import ConfigurationError
 
@@ -50,7 +49,4 @@ def worker(
         code = stopped.code if isinstance(stopped.code, int) else 1
     # The worker has stopped (offsets committed, sinks closed): skip the interpreter's
     # teardown, where chDB's background threads may crash (see `runtime.on_stop`).
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    exit_past_chdb_teardown(code)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +26,7 @@ from typing import Any, TypeVar
 import faust
 import mode
 
-from projections.clickhouse.store import ChdbStore
+from projections.clickhouse.store import ChdbStore, exit_past_chdb_teardown
 from streams.config import StreamsSettings
 from streams.metrics import StreamsMetrics
 from streams.processor import BatchOutcome, BatchProcessor, DecodedBatch, PostgresWritten
@@ -103,7 +102,7 @@ class StreamsRuntime(mode.Service):
             # interpreter exit (SIGSEGV in "BgSchPool"): end the process before that,
             # with the status the stop deserves, whichever entry point started it.
             failed = not self._ready or self.app.crashed
-            atexit.register(_exit_now, 1 if failed else 0)
+            atexit.register(exit_past_chdb_teardown, 1 if failed else 0)
         logger.info("the streams worker stopped")
 
     async def in_sink_thread(self, function: Callable[..., T], *args: Any) -> T:
@@ -235,11 +234,6 @@ class StreamsRuntime(mode.Service):
                 done = await consumer.position(tp) or 0
             lag[tp.partition] = max(int(highwaters.get(tp, 0)) - done, 0)
         self.metrics.set_lag(lag)
-
-
-def _exit_now(code: int) -> None:
-    logging.shutdown()
-    os._exit(code)
 
 
 def raw_record(message: faust.types.Message) -> RawRecord:

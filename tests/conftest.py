@@ -9,9 +9,7 @@ never see each other's data.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +23,12 @@ from infra.stack.config import StackSettings, load_settings
 from infra.stack.stack import Stack
 from infra.stack.topics import ensure_topics
 from projections.clickhouse.migrate import migrate_clickhouse
-from projections.clickhouse.store import AnalyticsStore, ChdbStore, connect
+from projections.clickhouse.store import (
+    AnalyticsStore,
+    ChdbStore,
+    connect,
+    exit_past_chdb_teardown,
+)
 from projections.postgres.migrate import migrate_postgres
 from schemas.topics import TopicSpec, topic_specs
 
@@ -145,7 +148,4 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     been written by now (this is the last hook), so only the crash is skipped."""
     if not ChdbStore.opened_in_this_process() or not _exit_status:
         return
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(_exit_status[-1])
+    exit_past_chdb_teardown(_exit_status[-1])

@@ -12,6 +12,7 @@ command, so a second opener is told who has it instead of chDB's bare
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import re
 import sys
@@ -19,7 +20,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 from urllib.parse import unquote, urlencode, urlsplit
 
 from projections.clickhouse.formats import (
@@ -221,6 +222,16 @@ class ChdbStore(_Store):
         its threads live until the process ends, and may crash the interpreter's own
         teardown, so such a process ends with ``os._exit`` once its work is done)."""
         return ChdbStore._opened is not None
+
+
+def exit_past_chdb_teardown(code: int) -> NoReturn:
+    """End the process now with ``code``, logs and standard streams flushed, skipping the
+    interpreter's teardown, where chDB's engine threads may crash it (SIGSEGV in
+    "BgSchPool", "The ShutdownTablesThreadPool is not initialized")."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 class ServerStore(_Store):
