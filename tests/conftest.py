@@ -131,10 +131,34 @@ def ch_database(analytics_store: AnalyticsStore) -> Iterator[str]:
     analytics_store.command(f"DROP DATABASE IF EXISTS `{name}`")
 
 
+def zombie_children() -> list[int]:
+    """This process's children in state Z: exited and never waited for."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[-1].split()
+        except OSError:
+            continue
+        if fields[0] == "Z" and int(fields[1]) == os.getpid():
+            found.append(int(stat.parent.name))
+    return found
+
+
 _exit_status: list[int] = []
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Every child a test started is reaped by now (the fixtures have stopped them): a
+    defunct one fails the run, named."""
+    zombies = zombie_children()
+    if zombies:
+        names = [_command_name(pid) for pid in zombies]
+        session.config.get_terminal_writer().line(
+            f"children left defunct by the tests: {dict(zip(zombies, names, strict=True))}",
+            red=True,
+        )
+        if exitstatus == 0:
+            session.exitstatus = exitstatus = pytest.ExitCode.TESTS_FAILED
     _exit_status.append(int(exitstatus))
 
 
@@ -149,3 +173,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if not ChdbStore.opened_in_this_process() or not _exit_status:
         return
     exit_past_chdb_teardown(_exit_status[-1])
+
+
+def _command_name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"

@@ -37,12 +37,16 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    # A zombie still answers kill(0); it is not alive for our purposes.
+    # A zombie still answers kill(0); it is not alive for our purposes, and when it is
+    # our child it is reaped here, so no caller leaves it defunct.
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return True
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+    if stat.rsplit(")", 1)[-1].split()[0] == "Z":
+        _reap(pid)
+        return False
+    return True
 
 
 class PidFile:
@@ -93,24 +97,38 @@ def spawn_detached(
 
 
 def stop_pid(pid: int, *, timeout: float) -> bool:
-    """SIGTERM, wait up to ``timeout`` s, then SIGKILL. True when it exited cleanly."""
+    """SIGTERM, wait up to ``timeout`` s, then SIGKILL. True when it exited cleanly.
+
+    A child of ours is reaped before this returns: a zombie is not alive for `pid_alive`,
+    so checking it first would leave the zombie behind (a defunct `java` per test broker).
+    """
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            return True
         _reap(pid)
+        if not pid_alive(pid):
+            _reap(pid)
+            return True
         time.sleep(0.1)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    _reap(pid)
+    _reap(pid, wait=5.0)
     return False
 
 
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
+def _reap(pid: int, *, wait: float = 0.0) -> None:
+    """Collect the exit status of `pid` if it is our exited child; with `wait`, give it
+    that many seconds to exit first. Not our child (found through a pid file): nothing."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            reaped, _status = os.waitpid(pid, os.WNOHANG)
+        except (ChildProcessError, OSError):
+            return
+        if reaped or time.monotonic() >= deadline:
+            return
+        time.sleep(0.05)
 
 
 def wait_until(
