@@ -1,5 +1,6 @@
 # One image for Turnlog's three services; docker-compose.yml picks each one's command:
-#   python -m streams worker | python -m api | python -m agent_gateway start | turnlog provision
+#   python -m turnlog.streams worker | python -m turnlog.api | python -m examples.tutor start
+#   | turnlog provision
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -22,13 +23,18 @@ COPY streams ./streams
 COPY projections ./projections
 COPY api ./api
 COPY infra ./infra
-RUN pip install . \
+# the installed namespace: the public module and a link to each folder above
+COPY turnlog ./turnlog
+# the agent the platform runs: the tutor example (not part of the package; on PYTHONPATH)
+COPY examples /opt/turnlog/examples
+RUN pip install ".[platform,offline,openai,deepgram]" \
  && useradd --system --uid 10001 --home-dir /var/lib/turnlog --create-home turnlog
 
 USER turnlog
 # State the services keep between restarts (compose mounts a volume here).
 ENV TURNLOG_SPOOL_DIR=/var/lib/turnlog/spool \
+    PYTHONPATH=/opt/turnlog \
     TURNLOG_GATEWAY_METRICS_DIR=/var/lib/turnlog/gateway-metrics \
     TURNLOG_STREAMS_DATA_DIR=/var/lib/turnlog/streams
 WORKDIR /var/lib/turnlog
-CMD ["python", "-m", "api"]
+CMD ["python", "-m", "turnlog.api"]

@@ -1,9 +1,10 @@
-"""Settings of the agent gateway worker, from environment variables.
+"""Settings of the recorder (`RecordSettings`, what `turnlog.record` reads) and of the
+platform's own agent worker (`GatewaySettings`, which adds LiveKit and the endpoints).
 
 LiveKit's variables keep LiveKit's names (`LIVEKIT_URL`, `LIVEKIT_API_KEY`,
 `LIVEKIT_API_SECRET`); ours start with `TURNLOG_`. Every default works with the local stack
-and the LiveKit dev server, except the two LiveKit credentials, which must be set (the dev
-server uses `devkey` / `secret`). Loaded by `load_gateway_settings()`, never at import.
+and the LiveKit dev server; the worker's two LiveKit credentials must be set (the dev
+server uses `devkey` / `secret`). Loaded by a function, never at import.
 
 This module imports neither LiveKit nor prometheus-client: `__main__` loads the settings
 before either is imported, because the Prometheus multiprocess directory must be in the
@@ -12,15 +13,16 @@ environment by then.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
-from typing import Final
+from typing import Any, Final, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from agent_gateway.errors import ConfigurationError
-from schemas.topics import EVENTS_TOPIC
+from turnlog.agent_gateway.errors import ConfigurationError
+from turnlog.schemas.topics import EVENTS_TOPIC
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 
@@ -29,12 +31,49 @@ _PLACEHOLDERS: Final = frozenset(
 )
 _PLACEHOLDER_RE: Final = re.compile(r"^(<.*>|x{3,}|\*{3,}|\.{3}|your[-_ ].*)$", re.IGNORECASE)
 _URL_SCHEMES: Final = ("ws://", "wss://", "http://", "https://")
+_S = TypeVar("_S", bound=BaseSettings)
 
 
-class GatewaySettings(BaseSettings):
-    """Everything the worker and its job processes read from the environment."""
+def default_spool_dir() -> Path:
+    """`$XDG_STATE_HOME/turnlog/spool`, else `~/.local/state/turnlog/spool`: state that must
+    survive a restart (events waiting for Kafka), kept per user, not in a cache."""
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "turnlog" / "spool"
 
-    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+class RecordSettings(BaseSettings):
+    """What recording an agent needs: where the log is, where to spool while it is not
+    reachable. Every field has an environment variable and a keyword of `turnlog.record`."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    kafka_bootstrap: str = Field(
+        "127.0.0.1:19092", min_length=1, validation_alias="TURNLOG_KAFKA_BOOTSTRAP"
+    )
+    """Kafka bootstrap servers, `host:port[,host:port...]` (the local stack's by default)."""
+    topic_prefix: str = Field("", validation_alias="TURNLOG_TOPIC_PREFIX")
+    """Prepended to the topic name (tests and shared clusters use it to isolate)."""
+    agent_name: str = Field("", validation_alias="TURNLOG_AGENT_NAME")
+    """Name in the events' `source`; empty: the job's agent name, else `agent`."""
+    spool_dir: Path = Field(default_factory=default_spool_dir, validation_alias="TURNLOG_SPOOL_DIR")
+    """Where events wait on disk while Kafka is unreachable (crash-safe, drained in order)."""
+    queue_size: int = Field(10_000, ge=1, validation_alias="TURNLOG_PUBLISHER_QUEUE_SIZE")
+    """Events the publisher holds in memory before it spills to the spool."""
+    publisher_close_timeout: float = Field(
+        5.0, gt=0, validation_alias="TURNLOG_PUBLISHER_CLOSE_TIMEOUT"
+    )
+    """Seconds a job's shutdown waits for the publisher to deliver (the rest is spooled);
+    keep it under LiveKit's `shutdown_process_timeout`."""
+
+    @property
+    def topic(self) -> str:
+        """The events topic, with the prefix."""
+        return self.topic_prefix + EVENTS_TOPIC
+
+
+class GatewaySettings(RecordSettings):
+    """The platform's agent worker (the tutor example): the recorder's settings, LiveKit,
+    and the worker's endpoints."""
 
     livekit_url: str = Field("ws://127.0.0.1:7880", validation_alias="LIVEKIT_URL")
     """LiveKit server URL the worker registers with (`ws(s)://` or `http(s)://`)."""
@@ -44,23 +83,6 @@ class GatewaySettings(BaseSettings):
     """LiveKit API secret; required (the dev server's is `secret`)."""
     agent_name: str = Field("turnlog-tutor", validation_alias="TURNLOG_AGENT_NAME")
     """Name the worker registers for explicit dispatch; empty for automatic dispatch."""
-    kafka_bootstrap: str = Field(
-        "127.0.0.1:19092", min_length=1, validation_alias="TURNLOG_KAFKA_BOOTSTRAP"
-    )
-    """Kafka bootstrap servers, `host:port[,host:port...]`."""
-    topic_prefix: str = Field("", validation_alias="TURNLOG_TOPIC_PREFIX")
-    """Prepended to the topic name (tests use it to isolate themselves)."""
-    spool_dir: Path = Field(
-        REPO_ROOT / ".turnlog" / "spool", validation_alias="TURNLOG_SPOOL_DIR"
-    )
-    """Where the publisher spools events while Kafka is unreachable."""
-    queue_size: int = Field(10_000, ge=1, validation_alias="TURNLOG_PUBLISHER_QUEUE_SIZE")
-    """Events the publisher holds in memory before it spills to the spool."""
-    publisher_close_timeout: float = Field(
-        5.0, gt=0, validation_alias="TURNLOG_PUBLISHER_CLOSE_TIMEOUT"
-    )
-    """Seconds a job's shutdown waits for the publisher to deliver (the rest is spooled);
-    kept well under LiveKit's `shutdown_process_timeout`."""
     metrics_port: int = Field(
         9464, ge=0, le=65535, validation_alias="TURNLOG_GATEWAY_METRICS_PORT"
     )
@@ -83,11 +105,6 @@ class GatewaySettings(BaseSettings):
     """prometheus-client multiprocess directory shared by the worker and its job processes;
     emptied when the worker starts."""
 
-    @property
-    def topic(self) -> str:
-        """The events topic, with the prefix."""
-        return self.topic_prefix + EVENTS_TOPIC
-
     @field_validator("livekit_url")
     @classmethod
     def _check_url(cls, value: str) -> str:
@@ -108,6 +125,7 @@ _ENV_NAMES: Final = {
     for name, field in GatewaySettings.model_fields.items()
     if isinstance(field.validation_alias, str)
 }
+"""Each field's environment variable (the worker's settings include the recorder's)."""
 
 
 def is_placeholder(value: str) -> bool:
@@ -120,21 +138,36 @@ def is_placeholder(value: str) -> bool:
 
 
 def load_gateway_settings() -> GatewaySettings:
-    """Read the settings from the environment; `ConfigurationError` names every variable
-    that is missing, a placeholder or invalid (never its value)."""
+    """Read the worker's settings from the environment; `ConfigurationError` names every
+    variable that is missing, a placeholder or invalid (never its value)."""
+    return _load(GatewaySettings, {})
+
+
+def load_record_settings(**overrides: Any) -> RecordSettings:
+    """The recorder's settings: the environment, then the keyword `overrides` that are not
+    None (a keyword wins). `ConfigurationError` names what is invalid."""
+    given = {name: value for name, value in overrides.items() if value is not None}
+    unknown = sorted(set(given) - set(RecordSettings.model_fields))
+    if unknown:
+        raise ConfigurationError(f"unknown recorder settings: {', '.join(unknown)}")
+    return _load(RecordSettings, given)
+
+
+def _load(cls: type[_S], overrides: dict[str, Any]) -> _S:
     try:
-        return GatewaySettings()
+        return cls(**overrides)
     except ValidationError as error:
         problems: list[str] = []
         names: list[str] = []
         for detail in error.errors(include_url=False, include_input=False):
             field = str(detail["loc"][0]) if detail["loc"] else ""
-            name = _ENV_NAMES.get(field, field)
+            name = field if field in overrides else _ENV_NAMES.get(field, field)
             names.append(name)
             if detail["type"] == "missing":
                 problems.append(f"{name} is not set")
             else:
                 problems.append(f"{name}: {detail['msg'].removeprefix('Value error, ')}")
+        kind = "gateway" if cls is GatewaySettings else "recorder"
         raise ConfigurationError(
-            "invalid gateway settings: " + "; ".join(problems), variables=tuple(names)
+            f"invalid {kind} settings: " + "; ".join(problems), variables=tuple(names)
         ) from None

@@ -1,16 +1,16 @@
-"""Errors of the worker itself. `GatewayError`, the one base of the package, lives with the
-providers (`agent_gateway.providers.errors`) and is re-exported here."""
+"""Errors of the recorder and the platform's agent worker: `GatewayError`, the one base of
+the package (the providers' `ProviderConfigError` derives from it too)."""
 
 from __future__ import annotations
 
-from agent_gateway.providers.errors import GatewayError
 
-__all__ = ["ConfigurationError", "GatewayError"]
+class GatewayError(Exception):
+    """Base of every error raised by `turnlog.agent_gateway`."""
 
 
 class ConfigurationError(GatewayError):
-    """A worker setting is missing, a placeholder, or invalid; the message names every
-    environment variable to fix, never a secret's value."""
+    """A setting is missing, a placeholder, or invalid; the message names every
+    environment variable (or keyword) to fix, never a secret's value."""
 
     def __init__(self, message: str, *, variables: tuple[str, ...] = ()) -> None:
         super().__init__(message)

@@ -31,7 +31,7 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from schemas import (
+from turnlog.schemas import (
     CloudEvent,
     ConversationItemAdded,
     LlmMetrics,

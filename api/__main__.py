@@ -1,5 +1,5 @@
-"""`python -m api [serve]` runs the API with uvicorn on `TURNLOG_API_HOST:TURNLOG_API_PORT`
-(127.0.0.1:8000); `python -m api keys create --name NAME --scopes tokens,read,admin`
+"""`python -m turnlog.api [serve]` runs the API with uvicorn on `TURNLOG_API_HOST:TURNLOG_API_PORT`
+(127.0.0.1:8000); `python -m turnlog.api keys create --name NAME --scopes tokens,read,admin`
 prints a new API key once; `keys list` and `keys revoke KEY_ID` manage them.
 
 Exit codes: 0 done; 1 a command failed; 2 invalid settings or arguments.
@@ -12,9 +12,9 @@ import sys
 
 import psycopg
 
-from api.errors import ApiError, ConfigurationError
-from api.keys import SCOPES, create_key, list_keys, revoke_key
-from api.settings import KeyStoreSettings, load_api_settings
+from turnlog.api.errors import ApiError, ConfigurationError
+from turnlog.api.keys import SCOPES, create_key, list_keys, revoke_key
+from turnlog.api.settings import KeyStoreSettings, load_api_settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m api", description="Turnlog's HTTP API")
+    parser = argparse.ArgumentParser(prog="python -m turnlog.api", description="Turnlog's HTTP API")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("serve", help="run the API (the default)")
     keys = sub.add_parser("keys", help="manage API keys").add_subparsers(
@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
 def _serve() -> int:
     import uvicorn
 
-    from api.app import create_app
+    from turnlog.api.app import create_app
 
     settings = load_api_settings()
     uvicorn.run(

@@ -13,15 +13,19 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from api.errors import DependencyUnavailableError, UpstreamError
-from projections.clickhouse.analyst import AnalystQueryError, QueryResult, run_readonly_query
-from projections.clickhouse.query_endpoint import (
+from turnlog.api.errors import DependencyUnavailableError, UpstreamError
+from turnlog.projections.clickhouse.analyst import (
+    AnalystQueryError,
+    QueryResult,
+    run_readonly_query,
+)
+from turnlog.projections.clickhouse.query_endpoint import (
     EndpointStore,
     chdb_folder,
     published_endpoint,
     query_endpoint,
 )
-from projections.clickhouse.store import (
+from turnlog.projections.clickhouse.store import (
     AnalyticsStore,
     AnalyticsStoreError,
     QueryFailedError,

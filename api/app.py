@@ -1,7 +1,7 @@
 """The FastAPI application: routers per resource, error handlers, middleware, lifespan.
 
-`create_app(settings)` builds it; `api.main:app` is the app of the environment's
-settings for `uvicorn api.main:app`. Tests pass their own settings (and the analytics
+`create_app(settings)` builds it; `turnlog.api.main:app` is the app of the environment's
+settings for `uvicorn turnlog.api.main:app`. Tests pass their own settings (and the analytics
 store their process owns).
 """
 
@@ -21,15 +21,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Match
 
-from api import docs
-from api.deps import SECURITY_SCHEME
-from api.errors import ApiError, ErrorBody, FieldError, error_body
-from api.keys import insert_key
-from api.middleware import ApiMetrics, ResponseMiddleware
-from api.routes import analytics, health, rooms, sessions, tokens
-from api.services import Services
-from api.settings import ApiSettings
-from projections.clickhouse.store import AnalyticsStore
+from turnlog.api import docs
+from turnlog.api.deps import SECURITY_SCHEME
+from turnlog.api.errors import ApiError, ErrorBody, FieldError, error_body
+from turnlog.api.keys import insert_key
+from turnlog.api.middleware import ApiMetrics, ResponseMiddleware
+from turnlog.api.routes import analytics, health, rooms, sessions, tokens
+from turnlog.api.services import Services
+from turnlog.api.settings import ApiSettings
+from turnlog.projections.clickhouse.store import AnalyticsStore
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 from starlette.concurrency import run_in_threadpool
 
-from api.errors import DependencyUnavailableError
+from turnlog.api.errors import DependencyUnavailableError
 
 logger = logging.getLogger(__name__)
 

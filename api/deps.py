@@ -11,9 +11,9 @@ from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 
-from api.errors import ForbiddenError, RateLimitedError, UnauthenticatedError
-from api.keys import KEY_PREFIX, ApiKey, Scope
-from api.services import Services
+from turnlog.api.errors import ForbiddenError, RateLimitedError, UnauthenticatedError
+from turnlog.api.keys import KEY_PREFIX, ApiKey, Scope
+from turnlog.api.services import Services
 
 SECURITY_SCHEME: Final = {
     "type": "http",

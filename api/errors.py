@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from api.base import ApiModel
+from turnlog.api.base import ApiModel
 
 
 class ApiError(Exception):

@@ -22,8 +22,8 @@ from typing import Any, Final, Literal, get_args
 import psycopg
 from psycopg import sql
 
-from api.errors import InvalidRequestError
-from projections.postgres.migrate import migrate_postgres
+from turnlog.api.errors import InvalidRequestError
+from turnlog.projections.postgres.migrate import migrate_postgres
 
 Scope = Literal["tokens", "read", "admin"]
 SCOPES: Final[tuple[str, ...]] = get_args(Scope)

@@ -24,8 +24,8 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
-from api.errors import DependencyUnavailableError
-from schemas import SessionClosed
+from turnlog.api.errors import DependencyUnavailableError
+from turnlog.schemas import SessionClosed
 
 logger = logging.getLogger(__name__)
 

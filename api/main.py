@@ -1,4 +1,4 @@
-"""`uvicorn api.main:app`: the app of the environment's settings.
+"""`uvicorn turnlog.api.main:app`: the app of the environment's settings.
 
 `app` is made on first access (PEP 562), not at import: importing this module reads no
 environment and opens nothing.
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.app import create_app
-from api.settings import load_api_settings
+from turnlog.api.app import create_app
+from turnlog.api.settings import load_api_settings
 
 _app: Any = None
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import ConfigDict, Field
 
-from api.base import ApiModel
+from turnlog.api.base import ApiModel
 
 
 class SessionSummaryOut(ApiModel):

@@ -10,15 +10,15 @@ from typing import Any
 
 from livekit import api as lkapi
 
-from api.analytics import Analytics
-from api.db import Database
-from api.issuance import IssuanceLog
-from api.keys import KeyRing
-from api.live import KafkaMetadata
-from api.middleware import ApiMetrics
-from api.ratelimit import RateLimiter
-from api.settings import ApiSettings
-from projections.clickhouse.store import AnalyticsStore
+from turnlog.api.analytics import Analytics
+from turnlog.api.db import Database
+from turnlog.api.issuance import IssuanceLog
+from turnlog.api.keys import KeyRing
+from turnlog.api.live import KafkaMetadata
+from turnlog.api.middleware import ApiMetrics
+from turnlog.api.ratelimit import RateLimiter
+from turnlog.api.settings import ApiSettings
+from turnlog.projections.clickhouse.store import AnalyticsStore
 
 logger = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from typing import Final, Self
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from api.errors import ConfigurationError
-from projections.settings import ClickHouseUrl, PostgresDsn
-from schemas.topics import EVENTS_TOPIC
+from turnlog.api.errors import ConfigurationError
+from turnlog.projections.settings import ClickHouseUrl, PostgresDsn
+from turnlog.schemas.topics import EVENTS_TOPIC
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 
@@ -34,9 +34,9 @@ class ApiSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
     host: str = Field("127.0.0.1", validation_alias="TURNLOG_API_HOST")
-    """Address `python -m api` binds to; loopback unless you mean otherwise."""
+    """Address `python -m turnlog.api` binds to; loopback unless you mean otherwise."""
     port: int = Field(8000, ge=0, le=65535, validation_alias="TURNLOG_API_PORT")
-    """Port `python -m api` listens on."""
+    """Port `python -m turnlog.api` listens on."""
 
     livekit_url: str = Field("ws://127.0.0.1:7880", validation_alias="LIVEKIT_URL")
     """LiveKit server URL, given to clients with their token and used for room admin."""

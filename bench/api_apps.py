@@ -22,9 +22,9 @@ from psycopg.rows import class_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from starlette.concurrency import run_in_threadpool
 
-from api.models import TranscriptOut, TranscriptTurnOut
-from projections.postgres import queries
-from projections.postgres.models import TranscriptEntry
+from turnlog.api.models import TranscriptOut, TranscriptTurnOut
+from turnlog.projections.postgres import queries
+from turnlog.projections.postgres.models import TranscriptEntry
 
 baseline = FastAPI()
 

@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from api.keys import create_key
 from bench.api_data import SESSIONS, ensure_dataset
+from turnlog.api.keys import create_key
 
 REPO: Final = Path(__file__).resolve().parents[1]
 PYTHON: Final = sys.executable
@@ -200,7 +200,7 @@ def main() -> None:
             env,
             "/constant",
         ),
-        "api": Server("api", ["-m", "api"], env, "/healthz"),
+        "api": Server("api", ["-m", "turnlog.api"], env, "/healthz"),
         "pools": Server(
             "pools",
             ["-m", "uvicorn", "bench.api_apps:pools", *UVICORN_FLAGS],

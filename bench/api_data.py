@@ -15,7 +15,7 @@ from typing import Final
 import psycopg
 from psycopg import sql
 
-from projections.postgres.migrate import migrate_postgres
+from turnlog.projections.postgres.migrate import migrate_postgres
 
 SESSIONS: Final = 100_000
 MESSAGES_PER_SESSION: Final = 10

@@ -32,7 +32,6 @@ import psycopg
 from prometheus_client import CollectorRegistry
 from psycopg import sql
 
-from agent_gateway.publisher import Publisher, PublisherSettings
 from bench.publish_support import (
     interleaved_events,
     mean_size,
@@ -41,8 +40,9 @@ from bench.publish_support import (
     scratch_dir,
     scratch_topic,
 )
-from infra.stack.config import load_settings
-from schemas import CloudEvent, encode
+from turnlog.agent_gateway.publisher import Publisher, PublisherSettings
+from turnlog.infra.stack.config import load_settings
+from turnlog.schemas import CloudEvent, encode
 
 GOAL_P99_US = 20.0
 GOAL_RATIO = 100.0

@@ -14,10 +14,10 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from agent_gateway.publisher.testing import session_events
-from infra.stack.config import load_settings
-from infra.stack.topics import ensure_topics
-from schemas import EVENTS_TOPIC, CloudEvent, encode, topic_specs
+from turnlog.agent_gateway.publisher.testing import session_events
+from turnlog.infra.stack.config import load_settings
+from turnlog.infra.stack.topics import ensure_topics
+from turnlog.schemas import EVENTS_TOPIC, CloudEvent, encode, topic_specs
 
 
 def percentile(values: Sequence[float], q: float) -> float:

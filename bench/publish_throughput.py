@@ -31,10 +31,6 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.default_records import DefaultRecordBatch
 from prometheus_client import CollectorRegistry
 
-from agent_gateway.publisher import Publisher, PublisherSettings
-from agent_gateway.publisher.message import HEADERS, to_message
-from agent_gateway.publisher.sender import Sender
-from agent_gateway.publisher.settings import Compression
 from bench.publish_support import (
     interleaved_events,
     mean_size,
@@ -42,8 +38,12 @@ from bench.publish_support import (
     scratch_dir,
     scratch_topic,
 )
-from infra.stack.config import StackSettings, load_settings
-from schemas import CloudEvent
+from turnlog.agent_gateway.publisher import Publisher, PublisherSettings
+from turnlog.agent_gateway.publisher.message import HEADERS, to_message
+from turnlog.agent_gateway.publisher.sender import Sender
+from turnlog.agent_gateway.publisher.settings import Compression
+from turnlog.infra.stack.config import StackSettings, load_settings
+from turnlog.schemas import CloudEvent
 
 GOAL_EVENTS_PER_SECOND = 50_000
 _CODECS = {"none": 0, "lz4": DefaultRecordBatch.CODEC_LZ4, "zstd": DefaultRecordBatch.CODEC_ZSTD,

@@ -18,8 +18,8 @@ import time
 import uuid
 from collections.abc import Callable
 
-from infra.stack.config import StackSettings, load_settings
-from infra.stack.stack import Stack
+from turnlog.infra.stack.config import StackSettings, load_settings
+from turnlog.infra.stack.stack import Stack
 
 GOAL_WARM_SECONDS = 20.0
 

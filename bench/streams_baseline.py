@@ -27,11 +27,11 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streams.config import StreamsSettings, load_streams_settings
-from streams.processor import BatchOutcome
-from streams.rebuild.log import raw_record
-from streams.records import OutRecord, RawRecord
-from streams.startup import (
+from turnlog.streams.config import StreamsSettings, load_streams_settings
+from turnlog.streams.processor import BatchOutcome
+from turnlog.streams.rebuild.log import raw_record
+from turnlog.streams.records import OutRecord, RawRecord
+from turnlog.streams.startup import (
     FETCH_BYTES,
     PRODUCE_BYTES,
     Sinks,

@@ -1,7 +1,7 @@
 """The consumers the streams benchmark compares, each a process of its own with its own
 PostgreSQL schema, chDB folder, consumer group and batch setting:
 
-- `worker`: the streams worker as shipped, `python -m streams worker` (the batch engine);
+- `worker`: the streams worker as shipped, `python -m turnlog.streams worker` (the batch engine);
 - `faust`: the same worker on its Faust engine (`TURNLOG_STREAMS_ENGINE=faust`, a Faust
   agent over `stream.take_events`);
 - `baseline`: `python -m bench.streams_baseline`, a plain aiokafka loop around the same
@@ -28,14 +28,14 @@ import psycopg
 from psycopg import sql
 
 from bench.streams_measure import Offsets, Poller
-from projections.clickhouse.query_endpoint import open_reader
-from projections.clickhouse.store import AnalyticsStore
-from projections.postgres.migrate import migrate_postgres
-from schemas import EVENTS_TOPIC
+from turnlog.projections.clickhouse.query_endpoint import open_reader
+from turnlog.projections.clickhouse.store import AnalyticsStore
+from turnlog.projections.postgres.migrate import migrate_postgres
+from turnlog.schemas import EVENTS_TOPIC
 
 DATABASE = "turnlog"
 REPO = Path(__file__).resolve().parents[1]
-WORKER = [sys.executable, "-m", "streams", "worker", "-l", "warning"]
+WORKER = [sys.executable, "-m", "turnlog.streams", "worker", "-l", "warning"]
 BASELINE = [sys.executable, "-m", "bench.streams_baseline"]
 COMMANDS = {"worker": WORKER, "faust": WORKER, "baseline": BASELINE, "take": BASELINE}
 ENGINES = {"worker": "batch", "faust": "faust"}

@@ -19,7 +19,7 @@ the same run, with ratios against the loop.
    live rate a consumer keeps up (drain: seconds from the last event sent until all are
    visible; about one batch cycle while it keeps up).
 Every phase is repeated `--repeats` times, the order of the consumers alternating;
-tables show medians. Consumers (`streams_consumers`): `worker` is `python -m streams
+tables show medians. Consumers (`streams_consumers`): `worker` is `python -m turnlog.streams
 worker`, `faust` the same on `TURNLOG_STREAMS_ENGINE=faust`, `baseline` the same
 processor and sinks in a plain aiokafka loop batching greedily (`streams_baseline`),
 `take` that loop batching as `take_events`; each is a process of its own, configured by
@@ -55,9 +55,9 @@ from bench.streams_measure import (
     sustained_rate,
 )
 from bench.streams_mix import Session
-from infra.stack.config import load_settings
-from infra.stack.topics import ensure_topics
-from schemas import encode, topic_specs
+from turnlog.infra.stack.config import load_settings
+from turnlog.infra.stack.topics import ensure_topics
+from turnlog.schemas import encode, topic_specs
 
 GOAL_EVENTS_PER_SECOND = 20_000
 GOAL_P99 = {"postgres": 0.5, "clickhouse": 2.0}

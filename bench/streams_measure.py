@@ -36,8 +36,8 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from bench.streams_mix import Session, Step, session_steps
-from schemas import EventPayload, encode
-from streams.startup import PRODUCE_BYTES
+from turnlog.schemas import EventPayload, encode
+from turnlog.streams.startup import PRODUCE_BYTES
 
 Offsets = dict[int, int]
 Sample = tuple[float, Offsets]

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from schemas import (
+from turnlog.schemas import (
     AgentFalseInterruptionDetected,
     AgentStateChanged,
     CloudEvent,

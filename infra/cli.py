@@ -14,10 +14,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from infra.stack.components import ComponentStatus
-from infra.stack.config import StackSettings, load_settings
-from infra.stack.errors import StackError
-from infra.stack.stack import Stack
+from turnlog.infra.stack.components import ComponentStatus
+from turnlog.infra.stack.config import StackSettings, load_settings
+from turnlog.infra.stack.errors import StackError
+from turnlog.infra.stack.stack import Stack
 
 app = typer.Typer(help="Turnlog: capture, query and replay every voice-agent conversation.",
                   no_args_is_help=True, add_completion=False)
@@ -94,7 +94,7 @@ def up(
 ) -> None:
     """Start everything (stack and services, each health-checked), then hold a demo voice
     call and print its transcript. Idempotent; Ctrl-C stops everything."""
-    from infra.platform import Platform
+    from turnlog.infra.platform import Platform
 
     settings = load_settings()
     platform = Platform(settings)
@@ -118,7 +118,7 @@ def up(
 
 
 def _demo(settings: StackSettings) -> None:
-    from infra.demo.run import demo_key, describe, run_demo
+    from turnlog.infra.demo.run import demo_key, describe, run_demo
 
     _say("demo call: a LiveKit client asks our API for a token, joins a room and talks to "
          "the tutor agent...")
@@ -141,7 +141,7 @@ def demo() -> None:
 @app.command()
 def down() -> None:
     """Stop everything: the services, then the stack (data is kept). Idempotent."""
-    from infra.platform import Platform
+    from turnlog.infra.platform import Platform
 
     try:
         Platform(load_settings()).down(report=_say)
@@ -153,7 +153,7 @@ def down() -> None:
 @app.command()
 def status(as_json: bool = typer.Option(False, "--json", help="machine-readable")) -> None:
     """Report the stack and the services; exits 1 when something is down."""
-    from infra.platform import Platform
+    from turnlog.infra.platform import Platform
 
     _print_status(Platform(load_settings()).status(), as_json)
 
@@ -165,8 +165,8 @@ def provision() -> None:
     TURNLOG_CLICKHOUSE_URL...), e.g. docker-compose.yml's. Idempotent."""
     from pydantic import ValidationError
 
-    from infra.provision import ProvisionSettings
-    from infra.provision import provision as run_provision
+    from turnlog.infra.provision import ProvisionSettings
+    from turnlog.infra.provision import provision as run_provision
 
     try:
         settings = ProvisionSettings()

@@ -43,7 +43,7 @@ want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
   say "installing Python packages into .venv (pinned in pyproject.toml)"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[dev]'
+  .venv/bin/python -m pip install -q -e '.[platform,offline,providers,dev]'
   echo "$want" > "$stamp"
 fi
 say "installed"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
-from infra.stack.components import ComponentStatus
-from infra.stack.config import StackSettings
-from infra.stack.services import Services
-from infra.stack.stack import Stack
+from turnlog.infra.stack.components import ComponentStatus
+from turnlog.infra.stack.config import StackSettings
+from turnlog.infra.stack.services import Services
+from turnlog.infra.stack.stack import Stack
 
 Report = Callable[[str], None]
 

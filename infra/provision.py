@@ -13,12 +13,12 @@ from collections.abc import Callable
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from infra.stack.kafka import wait_for_metadata
-from infra.stack.topics import ensure_topics
-from projections.clickhouse.migrate import migrate_clickhouse
-from projections.clickhouse.store import connect
-from projections.postgres.migrate import migrate_postgres
-from schemas.topics import topic_specs
+from turnlog.infra.stack.kafka import wait_for_metadata
+from turnlog.infra.stack.topics import ensure_topics
+from turnlog.projections.clickhouse.migrate import migrate_clickhouse
+from turnlog.projections.clickhouse.store import connect
+from turnlog.projections.postgres.migrate import migrate_postgres
+from turnlog.schemas.topics import topic_specs
 
 
 class ProvisionSettings(BaseSettings):

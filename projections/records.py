@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from schemas import CloudEvent
+from turnlog.schemas import CloudEvent
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,8 @@ databases or LiveKit.
 
 from __future__ import annotations
 
-from schemas.base import EventPayload, ModelInfo, Record, TurnScoped, UtcDatetime
-from schemas.catalog import (
+from turnlog.schemas.base import EventPayload, ModelInfo, Record, TurnScoped, UtcDatetime
+from turnlog.schemas.catalog import (
     CATALOG,
     EVENT_TYPES,
     Catalog,
@@ -16,9 +16,9 @@ from schemas.catalog import (
     lookup,
     register_upcaster,
 )
-from schemas.codec import MAX_EVENT_BYTES, decode, encode, new_event
-from schemas.compat import check_compatible
-from schemas.envelope import (
+from turnlog.schemas.codec import MAX_EVENT_BYTES, decode, encode, new_event
+from turnlog.schemas.compat import check_compatible
+from turnlog.schemas.envelope import (
     STRUCTURED_CONTENT_TYPE,
     CloudEvent,
     Envelope,
@@ -26,7 +26,7 @@ from schemas.envelope import (
     derived_event_id,
     stream_source,
 )
-from schemas.errors import (
+from turnlog.schemas.errors import (
     EventTooLargeError,
     IncompatibleSchemaError,
     InvalidPayloadError,
@@ -35,9 +35,9 @@ from schemas.errors import (
     UnknownEventTypeError,
     UnsupportedSpecVersionError,
 )
-from schemas.events import *  # noqa: F403  (the payload models, listed in events.__all__)
-from schemas.events import __all__ as _payload_names
-from schemas.topics import (
+from turnlog.schemas.events import *  # noqa: F403  (the payload models, listed in events.__all__)
+from turnlog.schemas.events import __all__ as _payload_names
+from turnlog.schemas.topics import (
     DLQ_TOPIC,
     EVENTS_TOPIC,
     SESSIONS_TOPIC,

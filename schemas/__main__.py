@@ -1,4 +1,4 @@
-"""`python -m schemas export|check`: write or verify the checked-in JSON Schemas."""
+"""`python -m turnlog.schemas export|check`: write or verify the checked-in JSON Schemas."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from schemas.errors import IncompatibleSchemaError
-from schemas.export import BUMP_THE_MAJOR, JSONSCHEMA_DIR, export_schemas, find_stale
+from turnlog.schemas.errors import IncompatibleSchemaError
+from turnlog.schemas.export import BUMP_THE_MAJOR, JSONSCHEMA_DIR, export_schemas, find_stale
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m schemas", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m turnlog.schemas", description=__doc__)
     parser.add_argument("command", choices=("export", "check"))
     parser.add_argument(
         "--dir", type=Path, default=JSONSCHEMA_DIR, help="schema folder (default: %(default)s)"
@@ -22,7 +22,10 @@ def main(argv: list[str] | None = None) -> int:
         for problem in problems:
             print(f"{args.dir / problem}", file=sys.stderr)
         if problems:
-            print("JSON Schemas are not current: run `python -m schemas export`", file=sys.stderr)
+            print(
+                "JSON Schemas are not current: run `python -m turnlog.schemas export`",
+                file=sys.stderr,
+            )
             return 1
         print(f"JSON Schemas in {args.dir} are current")
         return 0

@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from schemas.base import EventPayload, is_valid_type
-from schemas.errors import UnknownEventTypeError
-from schemas.events import PAYLOAD_MODELS
+from turnlog.schemas.base import EventPayload, is_valid_type
+from turnlog.schemas.errors import UnknownEventTypeError
+from turnlog.schemas.events import PAYLOAD_MODELS
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 """Turns the `data` of an old type into the `data` of the type that replaces it."""

@@ -15,10 +15,10 @@ import pydantic_core
 import uuid_utils
 from pydantic import ValidationError
 
-from schemas.base import EventPayload
-from schemas.catalog import CATALOG, Catalog
-from schemas.envelope import SPEC_VERSION, CloudEvent
-from schemas.errors import (
+from turnlog.schemas.base import EventPayload
+from turnlog.schemas.catalog import CATALOG, Catalog
+from turnlog.schemas.envelope import SPEC_VERSION, CloudEvent
+from turnlog.schemas.errors import (
     EventTooLargeError,
     InvalidPayloadError,
     MalformedEventError,

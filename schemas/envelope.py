@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, WithJsonSchema, model_validator
 
-from schemas.base import TYPE_PATTERN, EventPayload, UtcDatetime
+from turnlog.schemas.base import TYPE_PATTERN, EventPayload, UtcDatetime
 
 SPEC_VERSION: Final = "1.0"
 DATA_CONTENT_TYPE: Final = "application/json"

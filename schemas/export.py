@@ -15,11 +15,11 @@ import json
 from pathlib import Path
 from typing import Any, Final
 
-from schemas.base import EventPayload
-from schemas.catalog import CATALOG, Catalog
-from schemas.compat import check_compatible
-from schemas.envelope import CloudEvent
-from schemas.errors import IncompatibleSchemaError
+from turnlog.schemas.base import EventPayload
+from turnlog.schemas.catalog import CATALOG, Catalog
+from turnlog.schemas.compat import check_compatible
+from turnlog.schemas.envelope import CloudEvent
+from turnlog.schemas.errors import IncompatibleSchemaError
 
 JSONSCHEMA_DIR: Final = Path(__file__).parent / "jsonschema"
 ENVELOPE_FILE: Final = "envelope.json"

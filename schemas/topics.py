@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
-from schemas.codec import MAX_EVENT_BYTES
+from turnlog.schemas.codec import MAX_EVENT_BYTES
 
 EVENTS_TOPIC: Final = "turnlog.events"
 TURNS_TOPIC: Final = "turnlog.turns"

@@ -1,8 +1,8 @@
-"""`python -m streams worker`; see `streams.cli`."""
+"""`python -m turnlog.streams worker`; see `streams.cli`."""
 
 from __future__ import annotations
 
-from streams.cli import cli
+from turnlog.streams.cli import cli
 
 if __name__ == "__main__":
-    cli(prog_name="python -m streams")
+    cli(prog_name="python -m turnlog.streams")

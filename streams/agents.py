@@ -13,7 +13,7 @@ from typing import Any, cast
 
 import faust
 
-from streams.runtime import StreamsRuntime
+from turnlog.streams.runtime import StreamsRuntime
 
 AGENT_NAME = "turnlog-streams.project-events"
 LAG_INTERVAL = 5.0

@@ -1,7 +1,8 @@
 """The Faust app of the streams worker.
 
 `create_app(settings)` builds it without connecting to anything. Start it with
-`python -m streams worker`, or the Faust way, `faust -A streams.app worker --without-web`:
+`python -m turnlog.streams worker`, or the Faust way,
+`faust -A turnlog.streams.app worker --without-web`:
 the module's `app` attribute is created on first access from the environment's settings
 (no import-time singleton).
 
@@ -32,11 +33,11 @@ from typing import Any
 import faust
 from faust.app.base import BootStrategy
 
-from streams.agents import register_agents
-from streams.config import StreamsSettings, load_streams_settings
-from streams.engine import BatchEngine
-from streams.runtime import StreamsRuntime
-from streams.startup import FETCH_BYTES, PRODUCE_BYTES
+from turnlog.streams.agents import register_agents
+from turnlog.streams.config import StreamsSettings, load_streams_settings
+from turnlog.streams.engine import BatchEngine
+from turnlog.streams.runtime import StreamsRuntime
+from turnlog.streams.startup import FETCH_BYTES, PRODUCE_BYTES
 
 
 class StreamsApp(faust.App):

@@ -1,7 +1,8 @@
-"""`python -m streams checksum`: compare two projections table by table.
+"""`python -m turnlog.streams checksum`: compare two projections table by table.
 
-    python -m streams checksum --pg-schema public --pg-schema public_old_20250301120000
-    python -m streams checksum --ch-database turnlog --ch-database turnlog_old_20250301120000
+    python -m turnlog.streams checksum --pg-schema public --pg-schema public_old_20250301120000
+    python -m turnlog.streams checksum --ch-database turnlog \
+        --ch-database turnlog_old_20250301120000
 
 Give `--pg-schema` twice, `--ch-database` twice, or both pairs. Per table, the digests of
 both sides are printed side by side: PostgreSQL's from `projections.postgres.checksum`
@@ -28,12 +29,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from projections.clickhouse.queries import checksum as clickhouse_checksum
-from projections.clickhouse.query_endpoint import chdb_folder, open_reader
-from projections.clickhouse.store import AnalyticsStore, AnalyticsStoreError, chdb_owner, connect
-from projections.postgres.checksum import checksum as postgres_checksum
-from streams.config import StreamsSettings, load_streams_settings, redact_url
-from streams.errors import ConfigurationError
+from turnlog.projections.clickhouse.queries import checksum as clickhouse_checksum
+from turnlog.projections.clickhouse.query_endpoint import chdb_folder, open_reader
+from turnlog.projections.clickhouse.store import (
+    AnalyticsStore,
+    AnalyticsStoreError,
+    chdb_owner,
+    connect,
+)
+from turnlog.projections.postgres.checksum import checksum as postgres_checksum
+from turnlog.streams.config import StreamsSettings, load_streams_settings, redact_url
+from turnlog.streams.errors import ConfigurationError
 
 POSTGRES: Final = "postgres"
 CLICKHOUSE: Final = "clickhouse"
@@ -197,7 +203,7 @@ def checksum_command(
 
 
 def register(app: typer.Typer) -> None:
-    """Add `checksum` to the `python -m streams` app."""
+    """Add `checksum` to the `python -m turnlog.streams` app."""
     app.command(name="checksum")(checksum_command)
 
 

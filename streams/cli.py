@@ -1,4 +1,4 @@
-"""`python -m streams worker`: run the streams worker (Faust) until SIGTERM or Ctrl-C.
+"""`python -m turnlog.streams worker`: run the streams worker (Faust) until SIGTERM or Ctrl-C.
 
 Settings come from the environment (`TURNLOG_*`, see `streams.config`). Exit codes: 0
 stopped, 1 failed at start or while running, 2 invalid settings.
@@ -11,9 +11,9 @@ from typing import Annotated
 
 import typer
 
-from projections.clickhouse.store import exit_past_chdb_teardown
-from streams import checksum, rebuild
-from streams.errors import ConfigurationError
+from turnlog.projections.clickhouse.store import exit_past_chdb_teardown
+from turnlog.streams import checksum, rebuild
+from turnlog.streams.errors import ConfigurationError
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 rebuild.register(cli)
@@ -33,8 +33,8 @@ def worker(
     and dead letters; serve /metrics and the analysts' query endpoint on loopback."""
     from faust import Worker
 
-    from streams.app import create_app
-    from streams.config import load_streams_settings
+    from turnlog.streams.app import create_app
+    from turnlog.streams.config import load_streams_settings
 
     try:
         settings = load_streams_settings()

@@ -15,9 +15,9 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from projections.settings import ClickHouseUrl, PostgresDsn
-from schemas.topics import DLQ_TOPIC, EVENTS_TOPIC, SESSIONS_TOPIC, TURNS_TOPIC
-from streams.errors import ConfigurationError
+from turnlog.projections.settings import ClickHouseUrl, PostgresDsn
+from turnlog.schemas.topics import DLQ_TOPIC, EVENTS_TOPIC, SESSIONS_TOPIC, TURNS_TOPIC
+from turnlog.streams.errors import ConfigurationError
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 
@@ -75,7 +75,7 @@ class StreamsSettings(BaseSettings):
     """Address of the analysts' query endpoint (embedded chDB only); loopback only for now."""
     query_port: int = Field(9466, ge=0, le=65535, validation_alias="TURNLOG_STREAMS_QUERY_PORT")
     """Port of the analysts' query endpoint; 0 picks a free port (published in the chDB
-    folder, as `python -m projections.clickhouse query` expects)."""
+    folder, as `python -m turnlog.projections.clickhouse query` expects)."""
     query_token: SecretStr | None = Field(None, validation_alias="TURNLOG_STREAMS_QUERY_TOKEN")
     """Bearer token of the query endpoint; default: a fresh one per run, published in the
     chDB folder (mode 0600)."""

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from schemas import (
+from turnlog.schemas import (
     STRUCTURED_CONTENT_TYPE,
     CloudEvent,
     EventPayload,
@@ -41,7 +41,7 @@ from schemas import (
     new_event,
     stream_source,
 )
-from streams.records import OutRecord
+from turnlog.streams.records import OutRecord
 
 Row = Mapping[str, Any]
 

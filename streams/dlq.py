@@ -12,8 +12,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Final
 
-from schemas.topics import DLQ_MAX_MESSAGE_BYTES
-from streams.records import DeadLetter, Headers, OutRecord
+from turnlog.schemas.topics import DLQ_MAX_MESSAGE_BYTES
+from turnlog.streams.records import DeadLetter, Headers, OutRecord
 
 HEADER_PREFIX: Final = "turnlog-dlq-"
 REASON: Final = "turnlog-dlq-reason"

@@ -1,7 +1,7 @@
 """The batch engine (the default, `TURNLOG_STREAMS_ENGINE=batch`): a greedy batch loop
 over aiokafka, run as a `mode.Service` of the Faust app, so Faust stays the service
-container (`python -m streams worker`, `faust -A streams.app worker`) while batches skip
-Faust's per-event stream machinery (about 100 µs an event; see README).
+container (`python -m turnlog.streams worker`, `faust -A turnlog.streams.app worker`) while
+batches skip Faust's per-event stream machinery (about 100 µs an event; see README).
 
 A batch is what has been fetched, up to `batch_size`; the engine waits up to
 `batch_within` only while nothing has. Three things overlap: the engine gathers the
@@ -35,11 +35,11 @@ import mode
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from streams.processor import DecodedBatch, decode_records
-from streams.rebuild.log import raw_record
-from streams.records import RawRecord
-from streams.runtime import StreamsRuntime
-from streams.startup import FETCH_BYTES
+from turnlog.streams.processor import DecodedBatch, decode_records
+from turnlog.streams.rebuild.log import raw_record
+from turnlog.streams.records import RawRecord
+from turnlog.streams.runtime import StreamsRuntime
+from turnlog.streams.startup import FETCH_BYTES
 
 logger = logging.getLogger("turnlog.streams.engine")
 

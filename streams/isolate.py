@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from streams.errors import SinkUnavailableError
+from turnlog.streams.errors import SinkUnavailableError
 
 logger = logging.getLogger("turnlog.streams.isolate")
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from projections.records import SourceRecord
+from turnlog.projections.records import SourceRecord
 
 Runs = list[tuple[int, int]]
 """Inclusive offset runs, ascending."""

@@ -19,8 +19,8 @@ from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from streams.processor import BatchOutcome
-from streams.records import OutRecord
+from turnlog.streams.processor import BatchOutcome
+from turnlog.streams.records import OutRecord
 
 KNOWN_REASONS: Final = frozenset({
     "malformed", "unknown_type", "invalid_payload", "unsupported_specversion", "too_large",

@@ -41,12 +41,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from projections.clickhouse.writer import ClickHouseProjection
-from projections.postgres.errors import UnhandledEventError
-from projections.postgres.memory import InMemoryProjection
-from projections.postgres.writer import PostgresProjection
-from projections.records import SourceRecord
-from schemas import (
+from turnlog.projections.clickhouse.writer import ClickHouseProjection
+from turnlog.projections.postgres.errors import UnhandledEventError
+from turnlog.projections.postgres.memory import InMemoryProjection
+from turnlog.projections.postgres.writer import PostgresProjection
+from turnlog.projections.records import SourceRecord
+from turnlog.schemas import (
     DLQ_TOPIC,
     SESSIONS_TOPIC,
     TURNS_TOPIC,
@@ -56,12 +56,12 @@ from schemas import (
     UserTranscribed,
     decode,
 )
-from streams import derived
-from streams.dlq import dead_letter_record
-from streams.errors import SinkUnavailableError
-from streams.isolate import RetryPolicy, Sink, apply_isolating
-from streams.journal import WriteJournal
-from streams.records import (
+from turnlog.streams import derived
+from turnlog.streams.dlq import dead_letter_record
+from turnlog.streams.errors import SinkUnavailableError
+from turnlog.streams.isolate import RetryPolicy, Sink, apply_isolating
+from turnlog.streams.journal import WriteJournal
+from turnlog.streams.records import (
     STAGE_CLICKHOUSE,
     STAGE_DECODE,
     STAGE_POSTGRES,
@@ -69,8 +69,8 @@ from streams.records import (
     OutRecord,
     RawRecord,
 )
-from streams.sinks import clickhouse_known, clickhouse_sink, postgres_sink
-from streams.state import ProjectionState, TurnKey
+from turnlog.streams.sinks import clickhouse_known, clickhouse_sink, postgres_sink
+from turnlog.streams.state import ProjectionState, TurnKey
 
 logger = logging.getLogger("turnlog.streams.processor")
 

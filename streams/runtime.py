@@ -26,12 +26,12 @@ from typing import Any, TypeVar
 import faust
 import mode
 
-from projections.clickhouse.store import ChdbStore, exit_past_chdb_teardown
-from streams.config import StreamsSettings
-from streams.metrics import StreamsMetrics
-from streams.processor import BatchOutcome, BatchProcessor, DecodedBatch, PostgresWritten
-from streams.records import Headers, OutRecord, RawRecord
-from streams.startup import (
+from turnlog.projections.clickhouse.store import ChdbStore, exit_past_chdb_teardown
+from turnlog.streams.config import StreamsSettings
+from turnlog.streams.metrics import StreamsMetrics
+from turnlog.streams.processor import BatchOutcome, BatchProcessor, DecodedBatch, PostgresWritten
+from turnlog.streams.records import Headers, OutRecord, RawRecord
+from turnlog.streams.startup import (
     Sinks,
     fetch_pending,
     open_sinks,

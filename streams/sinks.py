@@ -20,18 +20,18 @@ from typing import Final
 
 import psycopg
 
-from projections.clickhouse.migrate import quote_database
-from projections.clickhouse.store import AnalyticsStoreError, QueryFailedError
-from projections.clickhouse.writer import ClickHouseProjection
-from projections.postgres.errors import (
+from turnlog.projections.clickhouse.migrate import quote_database
+from turnlog.projections.clickhouse.store import AnalyticsStoreError, QueryFailedError
+from turnlog.projections.clickhouse.writer import ClickHouseProjection
+from turnlog.projections.postgres.errors import (
     PostgresProjectionError,
     ProjectionWriteError,
     UnhandledEventError,
 )
-from projections.postgres.writer import BatchResult
-from projections.records import SourceRecord
-from streams.isolate import Sink, Verdict
-from streams.records import STAGE_CLICKHOUSE, STAGE_POSTGRES
+from turnlog.projections.postgres.writer import BatchResult
+from turnlog.projections.records import SourceRecord
+from turnlog.streams.isolate import Sink, Verdict
+from turnlog.streams.records import STAGE_CLICKHOUSE, STAGE_POSTGRES
 
 CLICKHOUSE_DATA_ERRORS: Final = frozenset({
     6,    # CANNOT_PARSE_TEXT

@@ -13,20 +13,25 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, start_http_server
 
-from projections.clickhouse.migrate import migrate_clickhouse
-from projections.clickhouse.query_endpoint import QueryEndpoint
-from projections.clickhouse.store import AnalyticsStore, AnalyticsStoreError, ChdbStore, connect
-from projections.clickhouse.writer import ClickHouseProjection
-from projections.postgres.errors import ProjectionWriteError
-from projections.postgres.writer import PostgresProjection
-from projections.records import SourceRecord
-from schemas import SchemaError, decode
-from schemas.topics import DLQ_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES
-from streams.config import StreamsSettings, redact_url
-from streams.errors import StartupError
-from streams.journal import PendingWrite, WriteJournal
-from streams.processor import BatchProcessor
-from streams.state import PostgresState
+from turnlog.projections.clickhouse.migrate import migrate_clickhouse
+from turnlog.projections.clickhouse.query_endpoint import QueryEndpoint
+from turnlog.projections.clickhouse.store import (
+    AnalyticsStore,
+    AnalyticsStoreError,
+    ChdbStore,
+    connect,
+)
+from turnlog.projections.clickhouse.writer import ClickHouseProjection
+from turnlog.projections.postgres.errors import ProjectionWriteError
+from turnlog.projections.postgres.writer import PostgresProjection
+from turnlog.projections.records import SourceRecord
+from turnlog.schemas import SchemaError, decode
+from turnlog.schemas.topics import DLQ_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES
+from turnlog.streams.config import StreamsSettings, redact_url
+from turnlog.streams.errors import StartupError
+from turnlog.streams.journal import PendingWrite, WriteJournal
+from turnlog.streams.processor import BatchProcessor
+from turnlog.streams.state import PostgresState
 
 logger = logging.getLogger("turnlog.streams.startup")
 

@@ -17,10 +17,10 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from projections.postgres.memory import InMemoryProjection
-from projections.postgres.tables import MESSAGES, SESSIONS
-from streams.derived import SessionRows, TurnRows
-from streams.locks import shared_projection_lock
+from turnlog.projections.postgres.memory import InMemoryProjection
+from turnlog.projections.postgres.tables import MESSAGES, SESSIONS
+from turnlog.streams.derived import SessionRows, TurnRows
+from turnlog.streams.locks import shared_projection_lock
 
 TurnKey = tuple[str, str]
 """(session id, turn id)."""

@@ -19,18 +19,18 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from infra.stack.config import StackSettings, load_settings
-from infra.stack.stack import Stack
-from infra.stack.topics import ensure_topics
-from projections.clickhouse.migrate import migrate_clickhouse
-from projections.clickhouse.store import (
+from turnlog.infra.stack.config import StackSettings, load_settings
+from turnlog.infra.stack.stack import Stack
+from turnlog.infra.stack.topics import ensure_topics
+from turnlog.projections.clickhouse.migrate import migrate_clickhouse
+from turnlog.projections.clickhouse.store import (
     AnalyticsStore,
     ChdbStore,
     connect,
     exit_past_chdb_teardown,
 )
-from projections.postgres.migrate import migrate_postgres
-from schemas.topics import TopicSpec, topic_specs
+from turnlog.projections.postgres.migrate import migrate_postgres
+from turnlog.schemas.topics import TopicSpec, topic_specs
 
 
 def unique(prefix: str) -> str:

@@ -7,10 +7,14 @@ sequences and hands each event to an `EventSink`.
 
 from __future__ import annotations
 
-from agent_gateway.hooks.recorder import NOT_RECORDED_HOOKS, RecorderIdentity, SessionRecorder
-from agent_gateway.hooks.session import JobInfo, map_session_started
-from agent_gateway.hooks.sink import EventSink, MemorySink
-from agent_gateway.hooks.turns import TurnTracker
+from turnlog.agent_gateway.hooks.recorder import (
+    NOT_RECORDED_HOOKS,
+    RecorderIdentity,
+    SessionRecorder,
+)
+from turnlog.agent_gateway.hooks.session import JobInfo, map_session_started
+from turnlog.agent_gateway.hooks.sink import EventSink, MemorySink
+from turnlog.agent_gateway.hooks.turns import TurnTracker
 
 __all__ = [
     "NOT_RECORDED_HOOKS",

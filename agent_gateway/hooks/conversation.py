@@ -13,8 +13,8 @@ from livekit.agents.voice.events import (
     UserTranscriptionTimeoutEvent,
 )
 
-from agent_gateway.hooks.convert import utc, utc_or_none
-from schemas import (
+from turnlog.agent_gateway.hooks.convert import utc, utc_or_none
+from turnlog.schemas import (
     AgentHandedOff,
     ConversationItemAdded,
     MessageMetrics,

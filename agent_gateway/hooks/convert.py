@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Final
 
-from schemas import ModelInfo
+from turnlog.schemas import ModelInfo
 
 MAX_ERROR_MESSAGE: Final = 300
 """Characters of an error message kept in an event."""

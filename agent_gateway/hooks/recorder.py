@@ -28,13 +28,13 @@ from livekit import rtc
 from livekit.agents import AgentSession
 from livekit.agents.voice.events import EventTypes
 
-from agent_gateway.hooks import room as room_map
-from agent_gateway.hooks.convert import utc
-from agent_gateway.hooks.session_hooks import SessionHooks
-from agent_gateway.hooks.sink import EventSink
-from agent_gateway.metrics import GatewayMetrics
-from schemas import EventPayload, SessionClosed, SessionStarted, agent_source, new_event
-from schemas.events.session import CloseReason, ErrorDetail
+from turnlog.agent_gateway.hooks import room as room_map
+from turnlog.agent_gateway.hooks.convert import utc
+from turnlog.agent_gateway.hooks.session_hooks import SessionHooks
+from turnlog.agent_gateway.hooks.sink import EventSink
+from turnlog.agent_gateway.metrics import GatewayMetrics
+from turnlog.schemas import EventPayload, SessionClosed, SessionStarted, agent_source, new_event
+from turnlog.schemas.events.session import CloseReason, ErrorDetail
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +79,10 @@ class SessionRecorder:
         self._closed = False
         self._subscriptions: list[tuple[rtc.EventEmitter[Any], str, Callable[..., None]]] = []
         self._room: rtc.Room | None = None
+        self._snapshot_pending = False
+        self._present: set[str] = set()
+        """Sids of the participants and tracks recorded as joined / published and not since
+        recorded as left: a room snapshot taken late records each of them once."""
         self.hooks = SessionHooks(self, secrets=tuple(secrets))
 
     @property
@@ -95,8 +99,9 @@ class SessionRecorder:
         self, session: AgentSession[Any], *, started: SessionStarted, room: rtc.Room | None = None
     ) -> None:
         """Record `session.started`, subscribe to every hook of `session` (and of `room`),
-        and record the participants and tracks already in the room. Call it before
-        `session.start()`, so the first agent's handoff is recorded too."""
+        and record the participants and tracks already in the room (at once, or with the
+        first event after the room connects: LiveKit announces no one who was there before).
+        Call it before `session.start()`, so the first agent's handoff is recorded too."""
         if self._started:
             raise RuntimeError(f"session {self.session_id} is already being recorded")
         self._started = True
@@ -105,7 +110,10 @@ class SessionRecorder:
         if room is not None:
             self._room = room
             self._subscribe_room(room)
-            self._record_room_snapshot(room)
+            if room.isconnected():
+                self._record_room_snapshot(room)
+            else:
+                self._snapshot_pending = True
 
     def close(self, reason: CloseReason = "job_shutdown", error: ErrorDetail | None = None) -> bool:
         """Record `session.closed` if the session's own `close` never came (the job is
@@ -142,6 +150,9 @@ class SessionRecorder:
                 extra={"session_id": self.session_id, "event_type": payload.TYPE},
             )
             return
+        if self._snapshot_pending and self._room is not None and self._room.isconnected():
+            self._snapshot_pending = False
+            self._record_room_snapshot(self._room)
         sequence = self._sequence + 1
         event = new_event(
             payload,
@@ -209,37 +220,48 @@ class SessionRecorder:
 
     def _record_room_snapshot(self, room: rtc.Room) -> None:
         for participant in list(room.remote_participants.values()):
-            self.record(room_map.map_participant_connected(participant))
+            self._on_participant_connected(participant)
             for publication in list(participant.track_publications.values()):
-                self.record(room_map.map_track_published(publication, participant, local=False))
+                self._on_track_published(publication, participant)
         if room.isconnected():
             local = room.local_participant
             for local_publication in list(local.track_publications.values()):
-                self.record(room_map.map_track_published(local_publication, local, local=True))
+                if local_publication.sid not in self._present:
+                    self._present.add(local_publication.sid)
+                    self.record(room_map.map_track_published(local_publication, local, local=True))
 
     def _on_participant_connected(self, participant: rtc.RemoteParticipant) -> None:
-        self.record(room_map.map_participant_connected(participant))
+        if participant.sid not in self._present:
+            self._present.add(participant.sid)
+            self.record(room_map.map_participant_connected(participant))
 
     def _on_participant_disconnected(self, participant: rtc.RemoteParticipant) -> None:
+        self._present.discard(participant.sid)
         self.record(room_map.map_participant_disconnected(participant))
 
     def _on_track_published(
         self, publication: rtc.RemoteTrackPublication, participant: rtc.RemoteParticipant
     ) -> None:
-        self.record(room_map.map_track_published(publication, participant, local=False))
+        if publication.sid not in self._present:
+            self._present.add(publication.sid)
+            self.record(room_map.map_track_published(publication, participant, local=False))
 
     def _on_track_unpublished(
         self, publication: rtc.RemoteTrackPublication, participant: rtc.RemoteParticipant
     ) -> None:
+        self._present.discard(publication.sid)
         self.record(room_map.map_track_unpublished(publication, participant, local=False))
 
     def _on_local_track_published(
         self, publication: rtc.LocalTrackPublication, _track: rtc.Track
     ) -> None:
-        participant = self._local_participant()
-        self.record(room_map.map_track_published(publication, participant, local=True))
+        if publication.sid not in self._present:
+            self._present.add(publication.sid)
+            participant = self._local_participant()
+            self.record(room_map.map_track_published(publication, participant, local=True))
 
     def _on_local_track_unpublished(self, publication: rtc.LocalTrackPublication) -> None:
+        self._present.discard(publication.sid)
         participant = self._local_participant()
         self.record(room_map.map_track_unpublished(publication, participant, local=True))
 

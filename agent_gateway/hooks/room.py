@@ -5,10 +5,9 @@ catalog payloads; enum values become their lower-case names (`PARTICIPANT_KIND_S
 from __future__ import annotations
 
 from livekit import rtc
-from livekit.rtc._proto import participant_pb2, track_pb2
 
-from agent_gateway.hooks.convert import enum_name
-from schemas import ParticipantJoined, ParticipantLeft, TrackPublished, TrackUnpublished
+from turnlog.agent_gateway.hooks.convert import enum_name
+from turnlog.schemas import ParticipantJoined, ParticipantLeft, TrackPublished, TrackUnpublished
 
 
 def map_participant_connected(participant: rtc.Participant) -> ParticipantJoined:
@@ -29,7 +28,7 @@ def map_participant_disconnected(participant: rtc.Participant) -> ParticipantLef
         identity=participant.identity,
         sid=participant.sid,
         disconnect_reason=(
-            participant_pb2.DisconnectReason.Name(reason).lower() if reason is not None else None
+            rtc.DisconnectReason.Name(reason).lower() if reason is not None else None
         ),
     )
 
@@ -66,18 +65,18 @@ def map_track_unpublished(
     )
 
 
-def participant_kind(kind: participant_pb2.ParticipantKind.ValueType) -> str:
+def participant_kind(kind: rtc.ParticipantKind.ValueType) -> str:
     """`PARTICIPANT_KIND_STANDARD` -> `standard`."""
-    return enum_name(participant_pb2.ParticipantKind.Name(kind), "PARTICIPANT_KIND_")
+    return enum_name(rtc.ParticipantKind.Name(kind), "PARTICIPANT_KIND_")
 
 
-def track_kind(kind: track_pb2.TrackKind.ValueType) -> str:
+def track_kind(kind: rtc.TrackKind.ValueType) -> str:
     """`KIND_AUDIO` -> `audio`."""
-    return enum_name(track_pb2.TrackKind.Name(kind), "KIND_")
+    return enum_name(rtc.TrackKind.Name(kind), "KIND_")
 
 
-def track_source(source: track_pb2.TrackSource.ValueType) -> str:
+def track_source(source: rtc.TrackSource.ValueType) -> str:
     """`SOURCE_MICROPHONE` -> `microphone`; `SOURCE_SCREENSHARE_AUDIO` ->
     `screen_share_audio`, LiveKit's client-side spelling that the catalog documents."""
-    name = enum_name(track_pb2.TrackSource.Name(source), "SOURCE_")
+    name = enum_name(rtc.TrackSource.Name(source), "SOURCE_")
     return name.replace("screenshare", "screen_share")

@@ -7,19 +7,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from livekit.agents import APIError, APIStatusError
 from livekit.agents import llm as lk_llm
 from livekit.agents import stt as lk_stt
 from livekit.agents import tts as lk_tts
-from livekit.agents._exceptions import APIError, APIStatusError
 from livekit.agents.inference.interruption import (
     AdaptiveInterruptionDetector,
     InterruptionDetectionError,
 )
 from livekit.agents.voice.events import CloseEvent, ErrorEvent
 
-from agent_gateway.hooks.convert import model_info, scrub, utc_or_none
-from schemas import ErrorDetail, ErrorOccurred, ModelInfo, SessionClosed, SessionStarted
-from schemas.events.session import ErrorSource
+from turnlog.agent_gateway.hooks.convert import model_info, scrub, utc_or_none
+from turnlog.schemas import ErrorDetail, ErrorOccurred, ModelInfo, SessionClosed, SessionStarted
+from turnlog.schemas.events.session import ErrorSource
 
 _LIVEKIT_ERRORS: tuple[tuple[type[Any], ErrorSource], ...] = (
     (lk_llm.LLMError, "llm"),

@@ -47,10 +47,10 @@ from livekit.agents.voice.events import (
     UserTranscriptionTimeoutEvent,
 )
 
-from agent_gateway.hooks import conversation, session, telemetry, tools, turn_taking
-from agent_gateway.hooks.speech_context import current_speech_id
-from agent_gateway.hooks.turns import TurnTracker
-from schemas import EventPayload, SessionClosed
+from turnlog.agent_gateway.hooks import conversation, session, telemetry, tools, turn_taking
+from turnlog.agent_gateway.hooks.speech_context import current_speech_id
+from turnlog.agent_gateway.hooks.turns import TurnTracker
+from turnlog.schemas import EventPayload, SessionClosed
 
 
 class Recorder(Protocol):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from schemas import CloudEvent
+from turnlog.schemas import CloudEvent
 
 
 class EventSink(Protocol):

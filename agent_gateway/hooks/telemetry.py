@@ -15,8 +15,8 @@ from livekit.agents.metrics import AgentMetrics as LiveKitMetrics
 from livekit.agents.metrics.usage import ModelUsage as LiveKitUsage
 from livekit.agents.voice.events import MetricsCollectedEvent, SessionUsageUpdatedEvent
 
-from agent_gateway.hooks.convert import utc, utc_or_none
-from schemas import (
+from turnlog.agent_gateway.hooks.convert import utc, utc_or_none
+from turnlog.schemas import (
     AvatarMetrics,
     DecisionMetrics,
     EotInferenceMetrics,
@@ -36,8 +36,8 @@ from schemas import (
     UsageUpdated,
     VadMetrics,
 )
-from schemas.events.metrics import AgentMetrics
-from schemas.events.usage import ModelUsage
+from turnlog.schemas.events.metrics import AgentMetrics
+from turnlog.schemas.events.usage import ModelUsage
 
 _METRICS: Final[dict[str, type[Record]]] = {
     "stt_metrics": SttMetrics,

@@ -13,8 +13,8 @@ from livekit.agents.voice.events import (
     ToolReplyUpdated,
 )
 
-from agent_gateway.hooks.convert import utc
-from schemas import (
+from turnlog.agent_gateway.hooks.convert import utc
+from turnlog.schemas import (
     ToolCall,
     ToolCallEndedUpdate,
     ToolCallProgressUpdate,
@@ -23,7 +23,7 @@ from schemas import (
     ToolReplyStatusUpdate,
     ToolsExecuted,
 )
-from schemas.events.tools import ToolExecutionUpdate
+from turnlog.schemas.events.tools import ToolExecutionUpdate
 
 
 def map_function_tools_executed(

@@ -10,8 +10,8 @@ from livekit.agents.voice.events import (
     UserStateChangedEvent,
 )
 
-from agent_gateway.hooks.convert import utc, utc_or_none
-from schemas import (
+from turnlog.agent_gateway.hooks.convert import utc, utc_or_none
+from turnlog.schemas import (
     AgentFalseInterruptionDetected,
     AgentStateChanged,
     OverlappingSpeechDetected,

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from agent_gateway.providers.errors import GatewayError, ProviderConfigError
-from agent_gateway.providers.settings import ProviderSettings, load_provider_settings
+from turnlog.agent_gateway.errors import GatewayError
+from turnlog.agent_gateway.providers.errors import ProviderConfigError
+from turnlog.agent_gateway.providers.settings import ProviderSettings, load_provider_settings
 
 if TYPE_CHECKING:
-    from agent_gateway.providers.factory import (
+    from turnlog.agent_gateway.providers.factory import (
         ProviderDescription,
         Providers,
         build_providers,
@@ -39,7 +40,7 @@ _FACTORY_NAMES = frozenset({"ProviderDescription", "Providers", "build_providers
 
 def __getattr__(name: str) -> Any:
     if name in _FACTORY_NAMES:
-        from agent_gateway.providers import factory
+        from turnlog.agent_gateway.providers import factory
 
         return getattr(factory, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

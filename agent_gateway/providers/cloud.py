@@ -13,8 +13,8 @@ from livekit.agents import llm, stt, tts
 from livekit.plugins import deepgram, openai
 from pydantic import SecretStr
 
-from agent_gateway.providers.errors import ProviderConfigError
-from agent_gateway.providers.settings import ProviderSettings
+from turnlog.agent_gateway.providers.errors import ProviderConfigError
+from turnlog.agent_gateway.providers.settings import ProviderSettings
 
 
 def _key(secret: SecretStr | None, variable: str) -> str:

@@ -1,15 +1,12 @@
-"""Errors of the agent gateway's providers.
+"""Errors of the examples' providers, under the package's one base `GatewayError`.
 
-`GatewayError` is the one base of the gateway's own errors; everything the providers raise
-at configuration time derives from it. Errors that LiveKit handles itself (retries, the
-session's `error` event) stay LiveKit's `APIError` family, raised at the boundary.
+Errors that LiveKit handles itself (retries, the session's `error` event) stay LiveKit's
+`APIError` family, raised at the boundary.
 """
 
 from __future__ import annotations
 
-
-class GatewayError(Exception):
-    """Base of every error raised by `agent_gateway`."""
+from turnlog.agent_gateway.errors import GatewayError
 
 
 class ProviderConfigError(GatewayError):

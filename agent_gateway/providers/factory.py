@@ -12,12 +12,12 @@ from typing import Any
 from livekit.agents import llm, stt, tts, vad
 from livekit.plugins import silero
 
-from agent_gateway.providers import cloud
-from agent_gateway.providers.offline_llm import OfflineLLM
-from agent_gateway.providers.offline_stt import OfflineSTT
-from agent_gateway.providers.offline_tts import OfflineTTS
-from agent_gateway.providers.settings import ProviderSettings
-from schemas.base import ModelInfo
+from turnlog.agent_gateway.offline.llm import OfflineLLM
+from turnlog.agent_gateway.offline.stt import OfflineSTT
+from turnlog.agent_gateway.offline.tts import OfflineTTS
+from turnlog.agent_gateway.providers import cloud
+from turnlog.agent_gateway.providers.settings import ProviderSettings
+from turnlog.schemas.base import ModelInfo
 
 
 @dataclass(frozen=True)

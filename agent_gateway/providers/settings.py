@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from agent_gateway.providers.errors import ProviderConfigError
+from turnlog.agent_gateway.providers.errors import ProviderConfigError
 
 SttChoice = Literal["offline", "openai", "deepgram"]
 LlmChoice = Literal["offline", "openai"]

@@ -10,14 +10,14 @@ producer), `spool`/`segment`/`spool_format` (the disk spool), `metrics` (Prometh
 
 from __future__ import annotations
 
-from agent_gateway.publisher.errors import (
+from turnlog.agent_gateway.publisher.errors import (
     BrokerUnavailableError,
     PublisherError,
     SpoolCorruptError,
     SpoolWriteError,
 )
-from agent_gateway.publisher.publisher import Publisher, PublisherStats
-from agent_gateway.publisher.settings import PublisherSettings
+from turnlog.agent_gateway.publisher.publisher import Publisher, PublisherStats
+from turnlog.agent_gateway.publisher.settings import PublisherSettings
 
 __all__ = [
     "BrokerUnavailableError",

@@ -18,11 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agent_gateway.publisher.handoff import dead_letter
-from agent_gateway.publisher.kafka import REJECTED_RECORD_ERRORS
-from agent_gateway.publisher.message import Message
-from agent_gateway.publisher.metrics import PublisherMetrics
-from agent_gateway.publisher.spool import DrainItem, Spool
+from turnlog.agent_gateway.publisher.handoff import dead_letter
+from turnlog.agent_gateway.publisher.kafka import REJECTED_RECORD_ERRORS
+from turnlog.agent_gateway.publisher.message import Message
+from turnlog.agent_gateway.publisher.metrics import PublisherMetrics
+from turnlog.agent_gateway.publisher.spool import DrainItem, Spool
 
 
 @dataclass(eq=False, slots=True)

@@ -30,13 +30,13 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Final
 
-from agent_gateway.publisher.errors import SpoolWriteError
-from agent_gateway.publisher.message import Message, raw_message, to_message
-from agent_gateway.publisher.metrics import PublisherMetrics
-from agent_gateway.publisher.segment import Segment
-from agent_gateway.publisher.spool import Spool
-from agent_gateway.publisher.spool_format import encode_record
-from schemas import CloudEvent, EventTooLargeError
+from turnlog.agent_gateway.publisher.errors import SpoolWriteError
+from turnlog.agent_gateway.publisher.message import Message, raw_message, to_message
+from turnlog.agent_gateway.publisher.metrics import PublisherMetrics
+from turnlog.agent_gateway.publisher.segment import Segment
+from turnlog.agent_gateway.publisher.spool import Spool
+from turnlog.agent_gateway.publisher.spool_format import encode_record
+from turnlog.schemas import CloudEvent, EventTooLargeError
 
 logger = logging.getLogger("turnlog.gateway.publisher")
 

@@ -26,14 +26,14 @@ from aiokafka.errors import (
     InvalidTimestampError,
     KafkaError,
     MessageSizeTooLargeError,
-    ProducerClosed,
     RecordListTooLargeError,
 )
 from aiokafka.partitioner import DefaultPartitioner
 
-from agent_gateway.publisher.errors import BrokerUnavailableError
-from agent_gateway.publisher.message import HEADERS, Message
-from agent_gateway.publisher.settings import PublisherSettings
+from turnlog.agent_gateway import internals
+from turnlog.agent_gateway.publisher.errors import BrokerUnavailableError
+from turnlog.agent_gateway.publisher.message import HEADERS, Message
+from turnlog.agent_gateway.publisher.settings import PublisherSettings
 
 logger = logging.getLogger("turnlog.gateway.publisher")
 
@@ -156,23 +156,16 @@ class KafkaLink:
 
     async def abort(self, *, within: float) -> None:
         """Fail every pending batch at once, drop the connections, stop: afterwards each
-        batch future is final, acknowledged or not. Uses aiokafka internals (0.14.0 is
-        pinned): its public API offers no stop that does not wait for the broker."""
+        batch future is final, acknowledged or not. Uses aiokafka internals (`internals`):
+        its public API offers no stop that does not wait for the broker."""
         producer = self._producer
-        with contextlib.suppress(Exception):
-            producer._message_accumulator.fail_all(ProducerClosed())
-        _drop_connections(producer)
+        internals.fail_pending_batches(producer)
+        internals.drop_connections(producer)
         await _stop(producer, within)
-        _drop_connections(producer)  # any a metadata refresh opened meanwhile
+        internals.drop_connections(producer)  # any a metadata refresh opened meanwhile
         with contextlib.suppress(Exception):
             async with asyncio.timeout(within):
                 await producer.client.close()
-
-
-def _drop_connections(producer: Any) -> None:
-    with contextlib.suppress(Exception):
-        for connection in list(producer.client._conns.values()):
-            connection.close(reason=None)
 
 
 async def _stop(producer: Any, within: float) -> None:

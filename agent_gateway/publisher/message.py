@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-from schemas import STRUCTURED_CONTENT_TYPE, CloudEvent, encode
+from turnlog.schemas import STRUCTURED_CONTENT_TYPE, CloudEvent, encode
 
 HEADERS: Final = [("content-type", STRUCTURED_CONTENT_TYPE.encode())]
 """Kafka headers of every event: structured-mode CloudEvents."""

@@ -38,15 +38,15 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from agent_gateway.publisher.errors import PublisherError, SpoolWriteError
-from agent_gateway.publisher.handoff import OVERFLOW_MARKER, Handoff, dead_letter
-from agent_gateway.publisher.kafka import Connect, KafkaLink
-from agent_gateway.publisher.message import Message, raw_message, to_message
-from agent_gateway.publisher.metrics import PublisherMetrics, collector_for
-from agent_gateway.publisher.sender import Sender
-from agent_gateway.publisher.settings import PublisherSettings
-from agent_gateway.publisher.spool import Spool, new_owner_id
-from schemas import CloudEvent, EventTooLargeError
+from turnlog.agent_gateway.publisher.errors import PublisherError, SpoolWriteError
+from turnlog.agent_gateway.publisher.handoff import OVERFLOW_MARKER, Handoff, dead_letter
+from turnlog.agent_gateway.publisher.kafka import Connect, KafkaLink
+from turnlog.agent_gateway.publisher.message import Message, raw_message, to_message
+from turnlog.agent_gateway.publisher.metrics import PublisherMetrics, collector_for
+from turnlog.agent_gateway.publisher.sender import Sender
+from turnlog.agent_gateway.publisher.settings import PublisherSettings
+from turnlog.agent_gateway.publisher.spool import Spool, new_owner_id
+from turnlog.schemas import CloudEvent, EventTooLargeError
 
 logger = logging.getLogger("turnlog.gateway.publisher")
 _time_ns = time.time_ns

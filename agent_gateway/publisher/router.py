@@ -22,15 +22,15 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from agent_gateway.publisher.deliveries import Deliveries
-from agent_gateway.publisher.errors import BrokerUnavailableError, SpoolWriteError
-from agent_gateway.publisher.handoff import OVERFLOW_MARKER, Handoff, dead_letter
-from agent_gateway.publisher.kafka import Connect, KafkaLink, Link
-from agent_gateway.publisher.message import Message, raw_message, to_message
-from agent_gateway.publisher.metrics import PublisherMetrics
-from agent_gateway.publisher.settings import PublisherSettings
-from agent_gateway.publisher.spool import DrainItem, Spool
-from schemas import EventTooLargeError
+from turnlog.agent_gateway.publisher.deliveries import Deliveries
+from turnlog.agent_gateway.publisher.errors import BrokerUnavailableError, SpoolWriteError
+from turnlog.agent_gateway.publisher.handoff import OVERFLOW_MARKER, Handoff, dead_letter
+from turnlog.agent_gateway.publisher.kafka import Connect, KafkaLink, Link
+from turnlog.agent_gateway.publisher.message import Message, raw_message, to_message
+from turnlog.agent_gateway.publisher.metrics import PublisherMetrics
+from turnlog.agent_gateway.publisher.settings import PublisherSettings
+from turnlog.agent_gateway.publisher.spool import DrainItem, Spool
+from turnlog.schemas import EventTooLargeError
 
 logger = logging.getLogger("turnlog.gateway.publisher")
 

@@ -22,8 +22,8 @@ import os
 from collections import deque
 from pathlib import Path
 
-from agent_gateway.publisher.errors import SpoolCorruptError, SpoolWriteError
-from agent_gateway.publisher.spool_format import (
+from turnlog.agent_gateway.publisher.errors import SpoolCorruptError, SpoolWriteError
+from turnlog.agent_gateway.publisher.spool_format import (
     HEADER_BYTES,
     SpooledRecord,
     Tail,

@@ -12,13 +12,13 @@ import contextlib
 import logging
 import time
 
-from agent_gateway.publisher.errors import PublisherError
-from agent_gateway.publisher.handoff import Handoff
-from agent_gateway.publisher.kafka import Connect, KafkaLink
-from agent_gateway.publisher.metrics import PublisherMetrics
-from agent_gateway.publisher.router import Router
-from agent_gateway.publisher.settings import PublisherSettings
-from agent_gateway.publisher.spool import Spool
+from turnlog.agent_gateway.publisher.errors import PublisherError
+from turnlog.agent_gateway.publisher.handoff import Handoff
+from turnlog.agent_gateway.publisher.kafka import Connect, KafkaLink
+from turnlog.agent_gateway.publisher.metrics import PublisherMetrics
+from turnlog.agent_gateway.publisher.router import Router
+from turnlog.agent_gateway.publisher.settings import PublisherSettings
+from turnlog.agent_gateway.publisher.spool import Spool
 
 logger = logging.getLogger("turnlog.gateway.publisher")
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Literal
 
-from schemas.topics import EVENTS_TOPIC, MAX_MESSAGE_BYTES
+from turnlog.schemas.topics import EVENTS_TOPIC, MAX_MESSAGE_BYTES
 
 Compression = Literal["zstd", "lz4", "gzip", "none"]
 

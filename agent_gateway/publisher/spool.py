@@ -28,9 +28,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent_gateway.publisher.errors import SpoolCorruptError
-from agent_gateway.publisher.message import Message
-from agent_gateway.publisher.segment import (
+from turnlog.agent_gateway.publisher.errors import SpoolCorruptError
+from turnlog.agent_gateway.publisher.message import Message
+from turnlog.agent_gateway.publisher.segment import (
     ACK_SUFFIX,
     SEGMENT_SUFFIX,
     TMP_PREFIX,
@@ -38,7 +38,7 @@ from agent_gateway.publisher.segment import (
     Slot,
     fsync_dir,
 )
-from agent_gateway.publisher.spool_format import (
+from turnlog.agent_gateway.publisher.spool_format import (
     HEADER_BYTES,
     SpooledRecord,
     encode_record,

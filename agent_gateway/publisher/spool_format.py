@@ -28,8 +28,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
-from agent_gateway.publisher.message import Message
-from schemas.codec import MAX_EVENT_BYTES
+from turnlog.agent_gateway.publisher.message import Message
+from turnlog.schemas.codec import MAX_EVENT_BYTES
 
 FILE_MAGIC: Final = b"TLSPOOL\x00"
 FORMAT_VERSION: Final = 1

@@ -16,12 +16,18 @@ from typing import Any
 
 from aiokafka.errors import KafkaConnectionError, OutOfOrderSequenceNumber, ProducerClosed
 
-from agent_gateway.publisher.errors import BrokerUnavailableError
-from agent_gateway.publisher.message import Message
-from agent_gateway.publisher.settings import PublisherSettings
-from agent_gateway.publisher.spool import segment_order
-from agent_gateway.publisher.spool_format import SpooledRecord, iter_file
-from schemas import CloudEvent, ConversationItemAdded, UserTranscribed, agent_source, new_event
+from turnlog.agent_gateway.publisher.errors import BrokerUnavailableError
+from turnlog.agent_gateway.publisher.message import Message
+from turnlog.agent_gateway.publisher.settings import PublisherSettings
+from turnlog.agent_gateway.publisher.spool import segment_order
+from turnlog.agent_gateway.publisher.spool_format import SpooledRecord, iter_file
+from turnlog.schemas import (
+    CloudEvent,
+    ConversationItemAdded,
+    UserTranscribed,
+    agent_source,
+    new_event,
+)
 
 _BATCH_RECORDS = 64
 

@@ -10,12 +10,12 @@ from fastapi import APIRouter, Query
 from pydantic import ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from api.base import ApiModel, QueryTime, RequestModel
-from api.deps import AdminCaller, ReadCaller
-from api.errors import ApiError, ErrorBody, InvalidRequestError, responses
-from api.settings import ApiSettings
-from projections.clickhouse import queries as ch_queries
-from projections.clickhouse.analyst import (
+from turnlog.api.base import ApiModel, QueryTime, RequestModel
+from turnlog.api.deps import AdminCaller, ReadCaller
+from turnlog.api.errors import ApiError, ErrorBody, InvalidRequestError, responses
+from turnlog.api.settings import ApiSettings
+from turnlog.projections.clickhouse import queries as ch_queries
+from turnlog.projections.clickhouse.analyst import (
     AnalystQueryError,
     QuerySyntaxError,
     QueryTimeoutError,

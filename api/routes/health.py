@@ -13,9 +13,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ConfigDict
 from starlette.concurrency import run_in_threadpool
 
-from api.base import ApiModel
-from api.deps import ServicesDep, reject_unknown_query
-from api.errors import ApiError
+from turnlog.api.base import ApiModel
+from turnlog.api.deps import ServicesDep, reject_unknown_query
+from turnlog.api.errors import ApiError
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["operations"], dependencies=[Depends(reject_unknown_query)])

@@ -13,9 +13,9 @@ from fastapi import APIRouter, Path, Response
 from livekit import api as lkapi
 from pydantic import ConfigDict, Field
 
-from api.base import ApiModel, RequestModel
-from api.deps import AdminCaller
-from api.errors import (
+from turnlog.api.base import ApiModel, RequestModel
+from turnlog.api.deps import AdminCaller
+from turnlog.api.errors import (
     ConflictError,
     DependencyUnavailableError,
     InvalidRequestError,
@@ -23,7 +23,7 @@ from api.errors import (
     UpstreamError,
     responses,
 )
-from api.routes.tokens import NAME_PATTERN
+from turnlog.api.routes.tokens import NAME_PATTERN
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/rooms", tags=["rooms"])

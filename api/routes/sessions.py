@@ -15,27 +15,27 @@ from psycopg.rows import class_row
 from pydantic import Field, TypeAdapter
 from starlette.concurrency import run_in_threadpool
 
-from api.base import ApiModel, QueryTime
-from api.db import Connection
-from api.deps import ReadCaller
-from api.errors import (
+from turnlog.api.base import ApiModel, QueryTime
+from turnlog.api.db import Connection
+from turnlog.api.deps import ReadCaller
+from turnlog.api.errors import (
     DependencyUnavailableError,
     InvalidRequestError,
     NotFoundError,
     responses,
 )
-from api.live import session_stream
-from api.models import (
+from turnlog.api.live import session_stream
+from turnlog.api.models import (
     EventPageOut,
     SessionDetailOut,
     SessionEventOut,
     SessionSummaryOut,
     TranscriptOut,
 )
-from api.services import Services
-from projections.clickhouse import queries as ch_queries
-from projections.postgres import queries as pg_queries
-from projections.postgres.models import SessionCursor, TranscriptEntry
+from turnlog.api.services import Services
+from turnlog.projections.clickhouse import queries as ch_queries
+from turnlog.projections.postgres import queries as pg_queries
+from turnlog.projections.postgres.models import SessionCursor, TranscriptEntry
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 

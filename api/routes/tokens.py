@@ -8,16 +8,16 @@ from typing import Any, Final
 from fastapi import APIRouter, Request, Response
 from pydantic import ConfigDict, Field
 
-from api.base import ApiModel, RequestModel, body_schema, parse_body
-from api.deps import TokensCaller
-from api.errors import (
+from turnlog.api.base import ApiModel, RequestModel, body_schema, parse_body
+from turnlog.api.deps import TokensCaller
+from turnlog.api.errors import (
     DependencyUnavailableError,
     InvalidRequestError,
     responses,
 )
-from api.issuance import Issuance
-from api.livekit_tokens import issue_token
-from api.settings import ApiSettings
+from turnlog.api.issuance import Issuance
+from turnlog.api.livekit_tokens import issue_token
+from turnlog.api.settings import ApiSettings
 
 router = APIRouter(prefix="/v1/tokens", tags=["tokens"])
 

@@ -21,7 +21,7 @@ from typing import Final
 import numpy as np
 from livekit import rtc
 
-from infra.stack.errors import StackError
+from turnlog.infra.stack.errors import StackError
 
 logger = logging.getLogger("turnlog.demo")
 
@@ -163,7 +163,7 @@ class AgentListener:
 
 async def speak_questions(questions: Sequence[str]) -> dict[str, rtc.AudioFrame]:
     """Festival speech of each question (the voice the offline recognizer hears best)."""
-    from agent_gateway.providers.offline_tts import OfflineTTS
+    from turnlog.agent_gateway.offline.tts import OfflineTTS
 
     tts = OfflineTTS()
     try:

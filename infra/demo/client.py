@@ -10,7 +10,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any, Final
 
-from infra.stack.errors import StackError
+from turnlog.infra.stack.errors import StackError
 
 POLL_INTERVAL: Final = 0.5
 

@@ -20,9 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from infra.demo.call import CallResult, hold_call, speak_questions
-from infra.demo.client import ApiClient
-from infra.stack.config import StackSettings
+from turnlog.infra.demo.call import CallResult, hold_call, speak_questions
+from turnlog.infra.demo.client import ApiClient
+from turnlog.infra.stack.config import StackSettings
 
 DEMO_QUESTIONS: Final = (
     "what is the capital of france",
@@ -62,7 +62,7 @@ def demo_key(settings: StackSettings, *, schema: str = "public", path: Path | No
         key = path.read_text().strip()
         if key and ApiClient(settings.api_url, key).accepts():
             return key
-    from api.keys import create_key
+    from turnlog.api.keys import create_key
 
     key = create_key(settings.postgres_dsn, name="turnlog-demo", scopes=DEMO_SCOPES,
                      schema=schema)  # fmt: skip
@@ -129,7 +129,7 @@ def describe(outcome: DemoOutcome, settings: StackSettings) -> list[str]:
         f"  metrics          {s.api_url}/metrics  http://{s.host}:{s.streams_metrics_port}/metrics"
         f"  http://{s.host}:{s.gateway_metrics_port}/metrics",
         f"  logs             {s.logs_dir}/",
-        f"  analysts' query  .venv/bin/python -m projections.clickhouse query --url "
+        f"  analysts' query  .venv/bin/python -m turnlog.projections.clickhouse query --url "
         f"{s.analytics_url} --database {s.clickhouse_database} "
         "\"SELECT type, count() FROM events GROUP BY type\"",
         "  another call     .venv/bin/turnlog demo      stop everything: make down",

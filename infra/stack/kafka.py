@@ -10,10 +10,10 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from infra.stack.components import ComponentStatus
-from infra.stack.config import REPO_ROOT, StackSettings
-from infra.stack.errors import ComponentFailedError, PrerequisiteError
-from infra.stack.process import (
+from turnlog.infra.stack.components import ComponentStatus
+from turnlog.infra.stack.config import REPO_ROOT, StackSettings
+from turnlog.infra.stack.errors import ComponentFailedError, PrerequisiteError
+from turnlog.infra.stack.process import (
     PidFile,
     ensure_port_free,
     pid_alive,

@@ -19,10 +19,10 @@ import urllib.request
 from pathlib import Path
 from typing import Final
 
-from infra.stack.components import ComponentStatus
-from infra.stack.config import StackSettings
-from infra.stack.errors import PrerequisiteError
-from infra.stack.process import (
+from turnlog.infra.stack.components import ComponentStatus
+from turnlog.infra.stack.config import StackSettings
+from turnlog.infra.stack.errors import PrerequisiteError
+from turnlog.infra.stack.process import (
     PidFile,
     ensure_port_free,
     pid_alive,

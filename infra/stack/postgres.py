@@ -14,10 +14,10 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from infra.stack.components import ComponentStatus
-from infra.stack.config import StackSettings
-from infra.stack.errors import ComponentFailedError, PrerequisiteError
-from infra.stack.process import ensure_port_free, pid_alive, port_open
+from turnlog.infra.stack.components import ComponentStatus
+from turnlog.infra.stack.config import StackSettings
+from turnlog.infra.stack.errors import ComponentFailedError, PrerequisiteError
+from turnlog.infra.stack.process import ensure_port_free, pid_alive, port_open
 
 logger = logging.getLogger("turnlog.stack.postgres")
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from infra.stack.errors import ComponentFailedError, PrerequisiteError
+from turnlog.infra.stack.errors import ComponentFailedError, PrerequisiteError
 
 
 def port_open(host: str, port: int, timeout: float = 0.2) -> bool:

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from infra.stack.components import ComponentStatus
-from infra.stack.config import StackSettings
-from infra.stack.errors import ComponentFailedError
-from infra.stack.process import (
+from turnlog.infra.stack.components import ComponentStatus
+from turnlog.infra.stack.config import REPO_ROOT, StackSettings
+from turnlog.infra.stack.errors import ComponentFailedError
+from turnlog.infra.stack.process import (
     PidFile,
     ensure_port_free,
     pid_alive,
@@ -80,6 +80,10 @@ def service_environment(
         "TURNLOG_GATEWAY_MAX_JOBS": "4",
         "TURNLOG_GATEWAY_METRICS_DIR": str(s.state_dir / "gateway-metrics"),
         "TURNLOG_SPOOL_DIR": str(s.state_dir / "spool"),
+        # the agent is the tutor example, which lives in the repository, not the package
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p
+        ),
     }
     return {**env, **provider_choice(os.environ), **(extra or {})}
 
@@ -116,11 +120,11 @@ def service_specs(settings: StackSettings) -> list[ServiceSpec]:
     s, py = settings, sys.executable
     streams_metrics = f"http://{s.host}:{s.streams_metrics_port}/metrics"
     return [
-        ServiceSpec("streams", (py, "-m", "streams", "worker"), s.streams_metrics_port,
+        ServiceSpec("streams", (py, "-m", "turnlog.streams", "worker"), s.streams_metrics_port,
                     "TURNLOG_STREAMS_METRICS_PORT", streams_metrics, streams_metrics),
-        ServiceSpec("api", (py, "-m", "api"), s.api_port, "TURNLOG_API_PORT",
+        ServiceSpec("api", (py, "-m", "turnlog.api"), s.api_port, "TURNLOG_API_PORT",
                     f"{s.api_url}/readyz", s.api_url),
-        ServiceSpec("gateway", (py, "-m", "agent_gateway", "start"), s.gateway_health_port,
+        ServiceSpec("gateway", (py, "-m", "examples.tutor", "start"), s.gateway_health_port,
                     "TURNLOG_GATEWAY_HEALTH_PORT", f"http://{s.host}:{s.gateway_health_port}/",
                     f"http://{s.host}:{s.gateway_metrics_port}/metrics", GATEWAY_REGISTERED),
     ]  # fmt: skip

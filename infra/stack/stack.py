@@ -11,17 +11,17 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from infra.stack.components import Component, ComponentStatus
-from infra.stack.config import StackSettings
-from infra.stack.errors import ComponentFailedError
-from infra.stack.kafka import Kafka
-from infra.stack.livekit import LiveKit
-from infra.stack.postgres import Postgres
-from infra.stack.topics import ensure_topics
-from projections.clickhouse.store import chdb_owner
-from projections.migrations import Migration
-from projections.postgres.migrate import migrate_postgres
-from schemas.topics import topic_specs
+from turnlog.infra.stack.components import Component, ComponentStatus
+from turnlog.infra.stack.config import StackSettings
+from turnlog.infra.stack.errors import ComponentFailedError
+from turnlog.infra.stack.kafka import Kafka
+from turnlog.infra.stack.livekit import LiveKit
+from turnlog.infra.stack.postgres import Postgres
+from turnlog.infra.stack.topics import ensure_topics
+from turnlog.projections.clickhouse.store import chdb_owner
+from turnlog.projections.migrations import Migration
+from turnlog.projections.postgres.migrate import migrate_postgres
+from turnlog.schemas.topics import topic_specs
 
 Report = Callable[[str], None]
 
@@ -75,7 +75,7 @@ class Stack:
     def _migrate_clickhouse(self) -> str:
         """Apply the analytics DDL in a child process: it must not make us the chDB owner."""
         argv = [
-            sys.executable, "-m", "projections.clickhouse",
+            sys.executable, "-m", "turnlog.projections.clickhouse",
             "migrate", "--url", self.settings.analytics_url,
             "--database", self.settings.clickhouse_database,
         ]

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from infra.stack.errors import StackError
-from schemas.topics import TopicSpec
+from turnlog.infra.stack.errors import StackError
+from turnlog.schemas.topics import TopicSpec
 
 _TOPIC_ALREADY_EXISTS = 36  # a concurrent creator won; the declared configs still apply
 

@@ -1,10 +1,10 @@
-"""``python -m projections.clickhouse migrate | query``: see ``projections.clickhouse.cli``."""
+"""``python -m turnlog.projections.clickhouse migrate | query`` (see its ``cli``)."""
 
 from __future__ import annotations
 
 import sys
 
-from projections.clickhouse.cli import main
+from turnlog.projections.clickhouse.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

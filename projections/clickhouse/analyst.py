@@ -6,7 +6,7 @@ inside the query), ``max_execution_time``, and the ``limit`` setting, which caps
 of the outermost result (subqueries are untouched). On a server any ClickHouse client can
 do the same; an embedded chDB folder can only be opened by the process that owns it, so
 that process serves ``make_query_app`` on loopback (see ``query_endpoint``) and the
-``python -m projections.clickhouse query`` command finds it.
+``python -m turnlog.projections.clickhouse query`` command finds it.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from projections.clickhouse.store import AnalyticsStore, QueryFailedError
+from turnlog.projections.clickhouse.store import AnalyticsStore, QueryFailedError
 
 ANALYST_QUERIES_FILE: Final = Path(__file__).parent / "analyst_queries.sql"
 

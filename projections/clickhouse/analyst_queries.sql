@@ -1,7 +1,7 @@
 -- Example analyst queries, shared by the README and the tests (tests/integration/
 -- test_ch_analyst.py runs each on recorded sessions). Tables are unqualified: run them
 -- with the analytics database as the default, e.g.
---   python -m projections.clickhouse query --database turnlog "$(cat query.sql)"
+--   python -m turnlog.projections.clickhouse query --database turnlog "$(cat query.sql)"
 
 -- name: latency_percentiles_by_provider
 -- Response latency by stage and provider over the last 24 hours, in milliseconds.

@@ -1,4 +1,4 @@
-"""``python -m projections.clickhouse migrate | query``.
+"""``python -m turnlog.projections.clickhouse migrate | query``.
 
 migrate --url URL --database DB
     Apply the analytics DDL. Exit codes: 0 applied or up to date; 3 the chDB folder is
@@ -21,15 +21,19 @@ import os
 import sys
 from typing import Any, TextIO
 
-from projections.clickhouse.analyst import AnalystQueryError, QueryResult, run_readonly_query
-from projections.clickhouse.migrate import migrate_clickhouse
-from projections.clickhouse.query_endpoint import (
+from turnlog.projections.clickhouse.analyst import (
+    AnalystQueryError,
+    QueryResult,
+    run_readonly_query,
+)
+from turnlog.projections.clickhouse.migrate import migrate_clickhouse
+from turnlog.projections.clickhouse.query_endpoint import (
     EndpointUnavailableError,
     chdb_folder,
     published_endpoint,
     query_endpoint,
 )
-from projections.clickhouse.store import AnalyticsStoreError, StoreLockedError, connect
+from turnlog.projections.clickhouse.store import AnalyticsStoreError, StoreLockedError, connect
 
 URL_VARIABLE = "TURNLOG_CLICKHOUSE_URL"
 
@@ -42,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m projections.clickhouse")
+    parser = argparse.ArgumentParser(prog="python -m turnlog.projections.clickhouse")
     sub = parser.add_subparsers(dest="command", required=True)
     mig = sub.add_parser("migrate", help="apply the analytics DDL")
     mig.add_argument("--url", required=True, help="chdb:///path or http(s)://host:port")

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from projections.clickhouse.sql import quote_name
-from projections.clickhouse.store import AnalyticsStore
-from projections.migrations import Migration, load_migrations, migrate
+from turnlog.projections.clickhouse.sql import quote_name
+from turnlog.projections.clickhouse.store import AnalyticsStore
+from turnlog.projections.migrations import Migration, load_migrations, migrate
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 

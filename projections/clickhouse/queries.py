@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from projections.clickhouse.migrate import quote_database
-from projections.clickhouse.store import AnalyticsStore
+from turnlog.projections.clickhouse.migrate import quote_database
+from turnlog.projections.clickhouse.store import AnalyticsStore
 
 ROLLUP_WINDOW: Final = (
     "minute >= toDateTime({start:Int64}, 'UTC') AND minute < toDateTime({end:Int64}, 'UTC')"

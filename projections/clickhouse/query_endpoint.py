@@ -3,7 +3,7 @@
 Only the process that owns a chDB folder can open it. That process (the streams worker)
 runs a ``QueryEndpoint``: ``make_query_app`` served by uvicorn in a background thread on
 127.0.0.1, announced in ``.turnlog-query-endpoint.json`` beside the owner lock (mode 0600,
-with a bearer token made for the run). ``python -m projections.clickhouse query`` reads
+with a bearer token made for the run). ``python -m turnlog.projections.clickhouse query`` reads
 that file when the folder is locked, and sends the query there.
 """
 
@@ -25,15 +25,15 @@ from types import TracebackType
 from typing import Any, Final, Self
 from urllib.parse import unquote, urlsplit
 
-from projections.clickhouse.analyst import (
+from turnlog.projections.clickhouse.analyst import (
     AnalystQueryError,
     QueryResult,
     ReadOnlyViolationError,
     error_from_name,
     make_query_app,
 )
-from projections.clickhouse.formats import ResultSet, converter
-from projections.clickhouse.store import (
+from turnlog.projections.clickhouse.formats import ResultSet, converter
+from turnlog.projections.clickhouse.store import (
     AnalyticsStore,
     AnalyticsStoreError,
     ChdbStore,

@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel
 
-from schemas import (
+from turnlog.schemas import (
     CloudEvent,
     ConversationItemAdded,
     ErrorOccurred,

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, NoReturn, Protocol
 from urllib.parse import unquote, urlencode, urlsplit
 
-from projections.clickhouse.formats import (
+from turnlog.projections.clickhouse.formats import (
     CHDB_OUTPUT_SETTINGS,
     INSERT_FORMAT,
     INSERT_SETTINGS,
@@ -32,7 +32,7 @@ from projections.clickhouse.formats import (
     decode_result,
     encode_rows,
 )
-from projections.clickhouse.sql import (
+from turnlog.projections.clickhouse.sql import (
     error_code,
     session_statements,
     setting_clause,

@@ -25,10 +25,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from projections.clickhouse.migrate import quote_database
-from projections.clickhouse.rows import POSITIONS, TABLES, Row, Table, rows_for
-from projections.clickhouse.store import AnalyticsStore
-from projections.records import SourceRecord
+from turnlog.projections.clickhouse.migrate import quote_database
+from turnlog.projections.clickhouse.rows import POSITIONS, TABLES, Row, Table, rows_for
+from turnlog.projections.clickhouse.store import AnalyticsStore
+from turnlog.projections.records import SourceRecord
 
 logger = logging.getLogger(__name__)
 

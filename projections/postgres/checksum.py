@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from projections.postgres.tables import TABLES
+from turnlog.projections.postgres.tables import TABLES
 
 APPLICATION_COLUMNS = frozenset({"updated_at", "applied_at"})
 """Columns that record when the projector wrote, not what the log says: never digested."""

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from projections.postgres.rows import Insert, RowOp
-from projections.postgres.tables import TABLES, merge_into, new_row
+from turnlog.projections.postgres.rows import Insert, RowOp
+from turnlog.projections.postgres.tables import TABLES, merge_into, new_row
 
 Row = dict[str, Any]
 """A complete row: every column of its table, key columns included."""

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from projections.postgres.fold import Fold, Row
-from projections.postgres.rows import reads, row_ops
-from projections.postgres.writer import BatchResult, EventKey
-from projections.records import SourceRecord
+from turnlog.projections.postgres.fold import Fold, Row
+from turnlog.projections.postgres.rows import reads, row_ops
+from turnlog.projections.postgres.writer import BatchResult, EventKey
+from turnlog.projections.records import SourceRecord
 
 
 class InMemoryProjection:

@@ -7,7 +7,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from projections.migrations import Migration, load_migrations, migrate
+from turnlog.projections.migrations import Migration, load_migrations, migrate
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _LOCK_KEY = 0x7475726E6C6F67  # "turnlog": one migrator at a time per database

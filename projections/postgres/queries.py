@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import class_row, dict_row
 
-from projections.postgres.models import (
+from turnlog.projections.postgres.models import (
     LatencyStats,
     ParticipantRow,
     SessionCursor,

@@ -12,8 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from projections.postgres.errors import UnhandledEventError
-from projections.postgres.tables import (
+from turnlog.projections.postgres.errors import UnhandledEventError
+from turnlog.projections.postgres.tables import (
     MESSAGES,
     PARTICIPANTS,
     SESSIONS,
@@ -21,7 +21,7 @@ from projections.postgres.tables import (
     TOOL_CALLS,
     TRANSCRIPTIONS,
 )
-from schemas import (
+from turnlog.schemas import (
     AgentFalseInterruptionDetected,
     AgentHandedOff,
     AgentStateChanged,

@@ -16,7 +16,7 @@ from typing import Any
 
 from psycopg import sql
 
-from projections.postgres.tables import Column, Merge, Table
+from turnlog.projections.postgres.tables import Column, Merge, Table
 
 _JSON_TYPES = frozenset({"text[]", "jsonb"})
 

@@ -25,12 +25,12 @@ import psycopg
 from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool
 
-from projections.postgres import statements
-from projections.postgres.errors import ProjectionWriteError
-from projections.postgres.fold import Fold
-from projections.postgres.rows import RowOp, reads, row_ops
-from projections.postgres.tables import TABLES
-from projections.records import SourceRecord
+from turnlog.projections.postgres import statements
+from turnlog.projections.postgres.errors import ProjectionWriteError
+from turnlog.projections.postgres.fold import Fold
+from turnlog.projections.postgres.rows import RowOp, reads, row_ops
+from turnlog.projections.postgres.tables import TABLES
+from turnlog.projections.records import SourceRecord
 
 logger = logging.getLogger("turnlog.projections.postgres")
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from schemas.base import EventPayload
-from schemas.events.conversation import (
+from turnlog.schemas.base import EventPayload
+from turnlog.schemas.events.conversation import (
     AgentHandedOff,
     ConversationItemAdded,
     MessageMetrics,
@@ -11,8 +11,8 @@ from schemas.events.conversation import (
     UserTranscribed,
     UserTurnTimedOut,
 )
-from schemas.events.derived import SessionSummarized, TurnCompleted
-from schemas.events.metrics import (
+from turnlog.schemas.events.derived import SessionSummarized, TurnCompleted
+from turnlog.schemas.events.metrics import (
     AgentMetrics,
     AvatarMetrics,
     DecisionMetrics,
@@ -26,7 +26,7 @@ from schemas.events.metrics import (
     TtsMetrics,
     VadMetrics,
 )
-from schemas.events.session import (
+from turnlog.schemas.events.session import (
     ErrorDetail,
     ErrorOccurred,
     ParticipantJoined,
@@ -36,7 +36,7 @@ from schemas.events.session import (
     TrackPublished,
     TrackUnpublished,
 )
-from schemas.events.tools import (
+from turnlog.schemas.events.tools import (
     ToolCall,
     ToolCallEndedUpdate,
     ToolCallProgressUpdate,
@@ -45,13 +45,13 @@ from schemas.events.tools import (
     ToolReplyStatusUpdate,
     ToolsExecuted,
 )
-from schemas.events.turn_taking import (
+from turnlog.schemas.events.turn_taking import (
     AgentFalseInterruptionDetected,
     AgentStateChanged,
     OverlappingSpeechDetected,
     UserStateChanged,
 )
-from schemas.events.usage import (
+from turnlog.schemas.events.usage import (
     EotUsage,
     InterruptionUsage,
     LlmUsage,

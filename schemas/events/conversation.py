@@ -6,7 +6,7 @@ from typing import ClassVar, Literal, TypeAlias
 
 from pydantic import Field
 
-from schemas.base import ModelInfo, Record, TurnScoped, UtcDatetime
+from turnlog.schemas.base import ModelInfo, Record, TurnScoped, UtcDatetime
 
 ChatRole: TypeAlias = Literal["user", "assistant", "system", "developer"]
 """LiveKit `ChatRole`."""

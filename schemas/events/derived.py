@@ -13,8 +13,8 @@ from typing import ClassVar, Literal, TypeAlias
 
 from pydantic import Field
 
-from schemas.base import EventPayload, ModelInfo, UtcDatetime
-from schemas.events.session import CloseReason
+from turnlog.schemas.base import EventPayload, ModelInfo, UtcDatetime
+from turnlog.schemas.events.session import CloseReason
 
 SessionStatus: TypeAlias = Literal["active", "closed", "failed"]
 """`active` until `session.closed`; then `closed`, or `failed` when it closed on an error."""

@@ -12,7 +12,7 @@ from typing import Annotated, ClassVar, Literal, TypeAlias
 
 from pydantic import Field
 
-from schemas.base import Record, TurnScoped, UtcDatetime
+from turnlog.schemas.base import Record, TurnScoped, UtcDatetime
 
 
 class _Metrics(Record):

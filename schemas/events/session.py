@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal, TypeAlias
 
-from schemas.base import EventPayload, ModelInfo, Record, TurnScoped, UtcDatetime
+from turnlog.schemas.base import EventPayload, ModelInfo, Record, TurnScoped, UtcDatetime
 
 CloseReason: TypeAlias = Literal[
     "error", "job_shutdown", "participant_disconnected", "user_initiated", "task_completed"

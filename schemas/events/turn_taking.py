@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal, TypeAlias
 
-from schemas.base import TurnScoped, UtcDatetime
+from turnlog.schemas.base import TurnScoped, UtcDatetime
 
 UserState: TypeAlias = Literal["speaking", "listening", "away"]
 """LiveKit `UserState`."""

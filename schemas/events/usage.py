@@ -6,7 +6,7 @@ from typing import Annotated, ClassVar, Literal, TypeAlias
 
 from pydantic import Field
 
-from schemas.base import EventPayload, Record
+from turnlog.schemas.base import EventPayload, Record
 
 
 class _ModelUsage(Record):

@@ -1,4 +1,4 @@
-"""`python -m streams rebuild`: rebuild the read models from offset 0 of the log into fresh
+"""`python -m turnlog.streams rebuild`: rebuild the read models from offset 0 of the log into fresh
 tables, then swap them in while the streams worker keeps running.
 
 1. Fresh targets, migrated: PostgreSQL schema `<schema>_rebuild_<stamp>`, ClickHouse
@@ -47,19 +47,19 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from projections.clickhouse.store import AnalyticsStore, ChdbStore
-from streams.checksum import differing, render, run_app
-from streams.config import StreamsSettings, load_streams_settings
-from streams.errors import ConfigurationError
-from streams.rebuild.plan import (
+from turnlog.projections.clickhouse.store import AnalyticsStore, ChdbStore
+from turnlog.streams.checksum import differing, render, run_app
+from turnlog.streams.config import StreamsSettings, load_streams_settings
+from turnlog.streams.errors import ConfigurationError
+from turnlog.streams.rebuild.plan import (
     RebuildError,
     RebuildOptions,
     RebuildRefusedError,
     RebuildReport,
     Target,
 )
-from streams.rebuild.run import Rebuild
-from streams.rebuild.targets import open_store
+from turnlog.streams.rebuild.run import Rebuild
+from turnlog.streams.rebuild.targets import open_store
 
 __all__ = [
     "RebuildError",
@@ -151,7 +151,7 @@ def rebuild_command(
 
 
 def register(app: typer.Typer) -> None:
-    """Add `rebuild` to the `python -m streams` app."""
+    """Add `rebuild` to the `python -m turnlog.streams` app."""
     app.command(name="rebuild")(rebuild_command)
 
 

@@ -22,9 +22,9 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from streams.rebuild.plan import RebuildError, RebuildRefusedError
-from streams.records import RawRecord
-from streams.startup import FETCH_BYTES
+from turnlog.streams.rebuild.plan import RebuildError, RebuildRefusedError
+from turnlog.streams.records import RawRecord
+from turnlog.streams.startup import FETCH_BYTES
 
 Offsets = dict[int, int]
 """Partition -> offset."""

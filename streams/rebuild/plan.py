@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
 
-from streams.checksum import TableDigest
-from streams.errors import StreamsError
+from turnlog.streams.checksum import TableDigest
+from turnlog.streams.errors import StreamsError
 
 PG_NAME_LIMIT: Final = 63
 """PostgreSQL truncates longer identifiers."""

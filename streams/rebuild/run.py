@@ -14,17 +14,17 @@ import psycopg
 import psycopg.errors
 from rich.console import Console
 
-from projections.clickhouse.migrate import migrate_clickhouse
-from projections.clickhouse.store import AnalyticsStore
-from projections.clickhouse.writer import ClickHouseProjection
-from projections.postgres.migrate import migrate_postgres
-from projections.postgres.writer import PostgresProjection
-from streams.checksum import TableDigest, compare_clickhouse, compare_postgres
-from streams.config import StreamsSettings
-from streams.locks import exclusive_projection_lock
-from streams.processor import BatchProcessor
-from streams.rebuild import targets
-from streams.rebuild.log import (
+from turnlog.projections.clickhouse.migrate import migrate_clickhouse
+from turnlog.projections.clickhouse.store import AnalyticsStore
+from turnlog.projections.clickhouse.writer import ClickHouseProjection
+from turnlog.projections.postgres.migrate import migrate_postgres
+from turnlog.projections.postgres.writer import PostgresProjection
+from turnlog.streams.checksum import TableDigest, compare_clickhouse, compare_postgres
+from turnlog.streams.config import StreamsSettings
+from turnlog.streams.locks import exclusive_projection_lock
+from turnlog.streams.processor import BatchProcessor
+from turnlog.streams.rebuild import targets
+from turnlog.streams.rebuild.log import (
     LogReader,
     OffsetProgress,
     Offsets,
@@ -32,7 +32,7 @@ from streams.rebuild.log import (
     progress_bar,
     ranges_between,
 )
-from streams.rebuild.plan import (
+from turnlog.streams.rebuild.plan import (
     Names,
     RebuildError,
     RebuildOptions,

@@ -18,23 +18,23 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from projections.clickhouse.migrate import quote_database
-from projections.clickhouse.query_endpoint import chdb_folder
-from projections.clickhouse.store import (
+from turnlog.projections.clickhouse.migrate import quote_database
+from turnlog.projections.clickhouse.query_endpoint import chdb_folder
+from turnlog.projections.clickhouse.store import (
     AnalyticsStore,
     AnalyticsStoreError,
     StoreLockedError,
     chdb_owner,
     connect,
 )
-from projections.clickhouse.writer import ClickHouseProjection
-from projections.postgres.errors import ProjectionWriteError
-from projections.postgres.writer import PostgresProjection
-from streams.config import StreamsSettings, redact_url
-from streams.derived import SessionRows, TurnRows
-from streams.rebuild.log import Offsets
-from streams.rebuild.plan import Names, RebuildError, RebuildRefusedError
-from streams.state import TurnKey
+from turnlog.projections.clickhouse.writer import ClickHouseProjection
+from turnlog.projections.postgres.errors import ProjectionWriteError
+from turnlog.projections.postgres.writer import PostgresProjection
+from turnlog.streams.config import StreamsSettings, redact_url
+from turnlog.streams.derived import SessionRows, TurnRows
+from turnlog.streams.rebuild.log import Offsets
+from turnlog.streams.rebuild.plan import Names, RebuildError, RebuildRefusedError
+from turnlog.streams.state import TurnKey
 
 CHDB_FIX = (
     "one process owns a chDB folder, and the streams worker writes through it: stop the "

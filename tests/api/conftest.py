@@ -14,12 +14,12 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from api.keys import insert_key
-from api.settings import ApiSettings, load_api_settings
-from infra.stack.config import StackSettings
-from projections.clickhouse.store import AnalyticsStore
 from tests.conftest import PgSchema
+from turnlog.api.app import create_app
+from turnlog.api.keys import insert_key
+from turnlog.api.settings import ApiSettings, load_api_settings
+from turnlog.infra.stack.config import StackSettings
+from turnlog.projections.clickhouse.store import AnalyticsStore
 
 LIVEKIT_KEY = "devkey"
 LIVEKIT_SECRET = "turnlog-test-secret-0123456789abcdef"  # 32+ bytes: no weak-key warning
@@ -172,7 +172,7 @@ def livekit_server(
     ports, signing with `LIVEKIT_SECRET`); its URL."""
     import socket
 
-    from infra.stack.livekit import LiveKit  # the stack's LiveKit component: required
+    from turnlog.infra.stack.livekit import LiveKit  # the stack's LiveKit component: required
 
     settings = stack_settings.model_copy(update={
         "state_dir": tmp_path_factory.mktemp("livekit"),

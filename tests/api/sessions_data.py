@@ -8,13 +8,13 @@ from typing import Any
 
 import psycopg
 
-from projections.clickhouse.store import AnalyticsStore
-from projections.clickhouse.writer import ClickHouseProjection
-from projections.postgres.writer import PostgresProjection
-from projections.records import SourceRecord
-from schemas import CloudEvent, derived_event_id
-from schemas.topics import EVENTS_TOPIC
 from tests.fixtures.make_sessions import load
+from turnlog.projections.clickhouse.store import AnalyticsStore
+from turnlog.projections.clickhouse.writer import ClickHouseProjection
+from turnlog.projections.postgres.writer import PostgresProjection
+from turnlog.projections.records import SourceRecord
+from turnlog.schemas import CloudEvent, derived_event_id
+from turnlog.schemas.topics import EVENTS_TOPIC
 
 RECORDED = load()
 """The recorded sessions by name: tutor_happy, tutor_failed, support_handoff."""

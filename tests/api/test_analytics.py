@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from projections.clickhouse.query_endpoint import QueryEndpoint
-from projections.clickhouse.store import AnalyticsStore, ChdbStore
 from tests.api.conftest import AppFactory, Keys
 from tests.api.sessions_data import write_clickhouse
 from tests.integration.test_ch_fixture_sessions import fixture_events
+from turnlog.projections.clickhouse.query_endpoint import QueryEndpoint
+from turnlog.projections.clickhouse.store import AnalyticsStore, ChdbStore
 
 pytestmark = pytest.mark.integration
 

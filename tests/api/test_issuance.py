@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from psycopg_pool import ConnectionPool
 
-from api.issuance import Issuance, IssuanceLog
 from tests.api.conftest import AppFactory, Keys
 from tests.conftest import PgSchema
+from turnlog.api.issuance import Issuance, IssuanceLog
 
 pytestmark = pytest.mark.integration
 

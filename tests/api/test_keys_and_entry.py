@@ -1,5 +1,5 @@
 """API keys from the command line and the function, development mode, and the ways the
-service starts (`python -m api`, `uvicorn api.main:app`)."""
+service starts (`python -m turnlog.api`, `uvicorn turnlog.api.main:app`)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from api.keys import create_key, hash_key, list_keys
 from tests.api.conftest import LIVEKIT_KEY, LIVEKIT_SECRET, AppFactory, free_port
 from tests.conftest import PgSchema
+from turnlog.api.keys import create_key, hash_key, list_keys
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +37,7 @@ def test_keys_are_stored_hashed_and_shown_once(pg_schema: PgSchema) -> None:
 
 
 def test_keys_command_line(pg_schema: PgSchema) -> None:
-    run = [sys.executable, "-m", "api", "keys"]
+    run = [sys.executable, "-m", "turnlog.api", "keys"]
     made = subprocess.run(
         [*run, "create", "--name", "ops", "--scopes", "read,admin"],
         env=env_for(pg_schema),
@@ -80,7 +80,7 @@ def test_python_dash_m_api_refuses_missing_settings_by_name(pg_schema: PgSchema)
     env = env_for(pg_schema)
     del env["LIVEKIT_API_SECRET"]
     env["TURNLOG_POSTGRES_DSN"] = "mysql://root:hunter2@db/x"
-    started = subprocess.run([sys.executable, "-m", "api"], env=env, capture_output=True,
+    started = subprocess.run([sys.executable, "-m", "turnlog.api"], env=env, capture_output=True,
                              text=True, timeout=60)  # fmt: skip
     assert started.returncode == 2
     assert "LIVEKIT_API_SECRET is not set" in started.stderr
@@ -91,8 +91,8 @@ def test_python_dash_m_api_refuses_missing_settings_by_name(pg_schema: PgSchema)
 @pytest.mark.parametrize(
     "command",
     [
-        ["-m", "api"],
-        ["-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", "{port}"],
+        ["-m", "turnlog.api"],
+        ["-m", "uvicorn", "turnlog.api.main:app", "--host", "127.0.0.1", "--port", "{port}"],
     ],
 )
 def test_the_service_starts_as_fastapi_users_expect(

@@ -15,10 +15,10 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
-from schemas import CloudEvent, encode
 from tests.api.conftest import Keys, ServedApp
 from tests.api.sessions_data import RECORDED, copy_session, write_postgres
 from tests.conftest import PgSchema, Topics
+from turnlog.schemas import CloudEvent, encode
 
 pytestmark = pytest.mark.integration
 

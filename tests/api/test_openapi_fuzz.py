@@ -18,13 +18,13 @@ from psycopg import sql
 from schemathesis.generation.case import Case
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
-from api.app import create_app
-from projections.clickhouse.migrate import migrate_clickhouse
-from projections.clickhouse.store import AnalyticsStore
-from projections.postgres.migrate import migrate_postgres
 from tests.api.conftest import Keys, ServedApp, make_keys, settings_for
 from tests.api.sessions_data import all_recorded, write_clickhouse, write_postgres
 from tests.conftest import unique
+from turnlog.api.app import create_app
+from turnlog.projections.clickhouse.migrate import migrate_clickhouse
+from turnlog.projections.clickhouse.store import AnalyticsStore
+from turnlog.projections.postgres.migrate import migrate_postgres
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from projections.clickhouse.store import AnalyticsStore
 from tests.api.conftest import AppFactory, Keys
 from tests.api.sessions_data import (
     RECORDED,
@@ -20,6 +19,7 @@ from tests.api.sessions_data import (
     write_postgres,
 )
 from tests.conftest import PgSchema
+from turnlog.projections.clickhouse.store import AnalyticsStore
 
 pytestmark = pytest.mark.integration
 

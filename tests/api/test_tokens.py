@@ -12,9 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 from livekit.api import TokenVerifier
 
-from api.keys import revoke_key
 from tests.api.conftest import LIVEKIT_KEY, LIVEKIT_SECRET, AppFactory, Keys
 from tests.conftest import PgSchema
+from turnlog.api.keys import revoke_key
 
 pytestmark = pytest.mark.integration
 

@@ -10,12 +10,12 @@ import jwt
 import pytest
 from livekit.api import TokenVerifier
 
-from api.errors import ConfigurationError, RateLimitedError, error_body
-from api.keys import KEY_PREFIX, InvalidKeySpecError, check_scopes, hash_key, new_key
-from api.live import _event_message, sse
-from api.livekit_tokens import issue_token, reference_token
-from api.ratelimit import RateLimiter
-from api.settings import load_api_settings
+from turnlog.api.errors import ConfigurationError, RateLimitedError, error_body
+from turnlog.api.keys import KEY_PREFIX, InvalidKeySpecError, check_scopes, hash_key, new_key
+from turnlog.api.live import _event_message, sse
+from turnlog.api.livekit_tokens import issue_token, reference_token
+from turnlog.api.ratelimit import RateLimiter
+from turnlog.api.settings import load_api_settings
 
 pytestmark = pytest.mark.unit
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from infra.demo.run import demo_key
-from infra.stack.config import StackSettings
-from infra.stack.services import Services
-from infra.stack.stack import Stack
 from tests.conftest import PgSchema, Topics, unique
+from turnlog.infra.demo.run import demo_key
+from turnlog.infra.stack.config import StackSettings
+from turnlog.infra.stack.services import Services
+from turnlog.infra.stack.stack import Stack
 
 
 def free_port() -> int:

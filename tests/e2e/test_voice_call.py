@@ -32,12 +32,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
-from infra.demo.run import DEMO_QUESTIONS, run_demo
-from infra.stack.errors import StackError
-from infra.stack.process import tail
-from projections.clickhouse.query_endpoint import open_reader
-from schemas.topics import EVENTS_TOPIC, SESSIONS_TOPIC, TURNS_TOPIC
 from tests.e2e.conftest import RunningPlatform
+from turnlog.infra.demo.run import DEMO_QUESTIONS, run_demo
+from turnlog.infra.stack.errors import StackError
+from turnlog.infra.stack.process import tail
+from turnlog.projections.clickhouse.query_endpoint import open_reader
+from turnlog.schemas.topics import EVENTS_TOPIC, SESSIONS_TOPIC, TURNS_TOPIC
 
 pytestmark = pytest.mark.e2e
 

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from infra.stack.config import REPO_ROOT, StackSettings
-from infra.stack.kafka import Kafka
-from infra.stack.process import port_open
-from infra.stack.topics import ensure_topics
-from schemas import EVENTS_TOPIC, topic_specs
 from tests.conftest import unique
+from turnlog.infra.stack.config import REPO_ROOT, StackSettings
+from turnlog.infra.stack.kafka import Kafka
+from turnlog.infra.stack.process import port_open
+from turnlog.infra.stack.topics import ensure_topics
+from turnlog.schemas import EVENTS_TOPIC, topic_specs
 
 TEST_STACKS = REPO_ROOT / ".turnlog" / "test-stacks"
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from agent_gateway.publisher import Publisher, PublisherSettings
-from agent_gateway.publisher.testing import session_events
+from turnlog.agent_gateway.publisher import Publisher, PublisherSettings
+from turnlog.agent_gateway.publisher.testing import session_events
 
 
 async def spool(args: argparse.Namespace) -> None:

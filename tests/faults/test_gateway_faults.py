@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agent_gateway.publisher import Publisher, PublisherSettings
 from tests.faults.conftest import IsolatedBroker
 from tests.integration.test_gateway_session import by_session, check_turns, consume, record_lessons
+from turnlog.agent_gateway.publisher import Publisher, PublisherSettings
 
 pytestmark = pytest.mark.faults
 

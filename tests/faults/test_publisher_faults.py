@@ -20,11 +20,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import CollectorRegistry
 
-from agent_gateway.publisher import Publisher, PublisherSettings
-from agent_gateway.publisher.testing import session_events, spooled_records
-from infra.stack.config import REPO_ROOT
-from schemas import MAX_EVENT_BYTES, CloudEvent, decode
 from tests.faults.conftest import IsolatedBroker
+from turnlog.agent_gateway.publisher import Publisher, PublisherSettings
+from turnlog.agent_gateway.publisher.testing import session_events, spooled_records
+from turnlog.infra.stack.config import REPO_ROOT
+from turnlog.schemas import MAX_EVENT_BYTES, CloudEvent, decode
 
 pytestmark = [pytest.mark.faults, pytest.mark.asyncio]
 

@@ -13,10 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from projections.clickhouse import queries
-from projections.clickhouse.store import AnalyticsStore
-from schemas import DLQ_TOPIC, TURNS_TOPIC, decode
-from streams.dlq import decoded_headers
 from tests.integration.test_streams_support import (
     CLICKHOUSE_DATABASE,
     Reference,
@@ -34,6 +30,10 @@ from tests.unit.test_streams_support import (
     bodies,
     renamed,
 )
+from turnlog.projections.clickhouse import queries
+from turnlog.projections.clickhouse.store import AnalyticsStore
+from turnlog.schemas import DLQ_TOPIC, TURNS_TOPIC, decode
+from turnlog.streams.dlq import decoded_headers
 
 pytestmark = pytest.mark.faults
 

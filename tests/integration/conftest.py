@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from projections.clickhouse.store import AnalyticsStore
-from streams.config import StreamsSettings
 from tests.conftest import PgSchema, Topics
 from tests.integration.test_rebuild_support import settings_for
+from turnlog.projections.clickhouse.store import AnalyticsStore
+from turnlog.streams.config import StreamsSettings
 
 
 @pytest.fixture

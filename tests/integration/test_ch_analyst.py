@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from projections.clickhouse import queries
-from projections.clickhouse.analyst import (
+from tests.unit.test_ch_sessions import as_records, minute_start, recorded_events
+from turnlog.projections.clickhouse import queries
+from turnlog.projections.clickhouse.analyst import (
     ANALYST_QUERIES_FILE,
     AnalystQueryError,
     QuerySyntaxError,
@@ -24,20 +25,19 @@ from projections.clickhouse.analyst import (
     analyst_queries,
     run_readonly_query,
 )
-from projections.clickhouse.query_endpoint import (
+from turnlog.projections.clickhouse.query_endpoint import (
     ENDPOINT_FILE,
     EndpointStore,
     EndpointUnavailableError,
     QueryEndpoint,
     query_endpoint,
 )
-from projections.clickhouse.store import AnalyticsStore, ChdbStore
-from projections.clickhouse.writer import ClickHouseProjection
-from tests.unit.test_ch_sessions import as_records, minute_start, recorded_events
+from turnlog.projections.clickhouse.store import AnalyticsStore, ChdbStore
+from turnlog.projections.clickhouse.writer import ClickHouseProjection
 
 pytestmark = pytest.mark.integration
 
-README = Path(ANALYST_QUERIES_FILE).parents[2] / "README.md"  # the repository README
+README = Path(ANALYST_QUERIES_FILE).resolve().parents[2] / "README.md"  # the repository README
 
 
 @pytest.fixture
@@ -210,7 +210,7 @@ def test_the_endpoint_keeps_the_guards_and_their_types(endpoint: QueryEndpoint) 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "projections.clickhouse", "query", *args],
+        [sys.executable, "-m", "turnlog.projections.clickhouse", "query", *args],
         capture_output=True, text=True, check=False, timeout=120,
     )  # fmt: skip
 

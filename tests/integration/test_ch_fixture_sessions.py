@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-from projections.clickhouse import queries
-from projections.clickhouse.analyst import analyst_queries, run_readonly_query
-from projections.clickhouse.migrate import migrate_clickhouse
-from projections.clickhouse.store import AnalyticsStore
-from projections.clickhouse.writer import ClickHouseProjection
-from schemas import CloudEvent
 from tests.conftest import unique
 from tests.fixtures.make_sessions import load
 from tests.unit.test_ch_sessions import as_records
+from turnlog.projections.clickhouse import queries
+from turnlog.projections.clickhouse.analyst import analyst_queries, run_readonly_query
+from turnlog.projections.clickhouse.migrate import migrate_clickhouse
+from turnlog.projections.clickhouse.store import AnalyticsStore
+from turnlog.projections.clickhouse.writer import ClickHouseProjection
+from turnlog.schemas import CloudEvent
 
 pytestmark = pytest.mark.integration
 

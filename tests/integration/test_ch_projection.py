@@ -14,16 +14,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from projections.clickhouse import queries
-from projections.clickhouse.migrate import migrate_clickhouse
-from projections.clickhouse.rows import DERIVED_TYPES, TABLES
-from projections.clickhouse.store import AnalyticsStore
-from projections.clickhouse.writer import ClickHouseProjection
-from projections.records import SourceRecord
-from schemas import PAYLOAD_MODELS, EventPayload, agent_source, new_event
 from tests.conftest import unique
 from tests.unit.test_ch_sessions import START, as_records, recorded_events
 from tests.unit.test_schemas_codec import model_strategy
+from turnlog.projections.clickhouse import queries
+from turnlog.projections.clickhouse.migrate import migrate_clickhouse
+from turnlog.projections.clickhouse.rows import DERIVED_TYPES, TABLES
+from turnlog.projections.clickhouse.store import AnalyticsStore
+from turnlog.projections.clickhouse.writer import ClickHouseProjection
+from turnlog.projections.records import SourceRecord
+from turnlog.schemas import PAYLOAD_MODELS, EventPayload, agent_source, new_event
 
 pytestmark = pytest.mark.integration
 

@@ -11,18 +11,18 @@ from datetime import timedelta
 import clickhouse_connect
 import pytest
 
-from projections.clickhouse import queries
-from projections.clickhouse.analyst import (
+from tests.conftest import unique
+from tests.unit.test_ch_sessions import START, as_records, recorded_events
+from turnlog.projections.clickhouse import queries
+from turnlog.projections.clickhouse.analyst import (
     QueryResult,
     QueryTimeoutError,
     ReadOnlyViolationError,
     run_readonly_query,
 )
-from projections.clickhouse.migrate import migrate_clickhouse
-from projections.clickhouse.store import AnalyticsStore, ChdbStore, ServerStore
-from projections.clickhouse.writer import ClickHouseProjection
-from tests.conftest import unique
-from tests.unit.test_ch_sessions import START, as_records, recorded_events
+from turnlog.projections.clickhouse.migrate import migrate_clickhouse
+from turnlog.projections.clickhouse.store import AnalyticsStore, ChdbStore, ServerStore
+from turnlog.projections.clickhouse.writer import ClickHouseProjection
 
 pytestmark = pytest.mark.integration
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from projections.clickhouse.store import AnalyticsStore
-from projections.clickhouse.writer import ClickHouseProjection
-from schemas import CloudEvent
 from tests.unit.test_ch_sessions import START, as_records, session_a, session_b
+from turnlog.projections.clickhouse.store import AnalyticsStore
+from turnlog.projections.clickhouse.writer import ClickHouseProjection
+from turnlog.schemas import CloudEvent
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ import re
 
 import pytest
 
-from projections.clickhouse.store import AnalyticsStore
 from tests.unit.test_dashboards import panels
+from turnlog.projections.clickhouse.store import AnalyticsStore
 
 pytestmark = pytest.mark.integration
 

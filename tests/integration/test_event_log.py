@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from schemas import (
+from tests.conftest import Topics
+from turnlog.schemas import (
     EVENTS_TOPIC,
     MAX_EVENT_BYTES,
     STRUCTURED_CONTENT_TYPE,
@@ -22,7 +23,6 @@ from schemas import (
     encode,
     new_event,
 )
-from tests.conftest import Topics
 
 pytestmark = pytest.mark.integration
 

@@ -14,13 +14,18 @@ from aiokafka import AIOKafkaConsumer
 from livekit.agents import AgentSession
 from prometheus_client import CollectorRegistry
 
-from agent_gateway.agent import TutorAgent
-from agent_gateway.hooks import JobInfo, RecorderIdentity, SessionRecorder, map_session_started
-from agent_gateway.metrics import GatewayMetrics
-from agent_gateway.providers import ProviderSettings, build_providers
-from agent_gateway.publisher import Publisher, PublisherSettings, PublisherStats
-from schemas import EVENTS_TOPIC, CloudEvent, ConversationItemAdded, ToolsExecuted, decode
+from examples.tutor.agent import TutorAgent
 from tests.conftest import Topics
+from turnlog.agent_gateway.hooks import (
+    JobInfo,
+    RecorderIdentity,
+    SessionRecorder,
+    map_session_started,
+)
+from turnlog.agent_gateway.metrics import GatewayMetrics
+from turnlog.agent_gateway.providers import ProviderSettings, build_providers
+from turnlog.agent_gateway.publisher import Publisher, PublisherSettings, PublisherStats
+from turnlog.schemas import EVENTS_TOPIC, CloudEvent, ConversationItemAdded, ToolsExecuted, decode
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""The job shutdown path on the real broker: the worker's `GatewayJob` records
+"""The job shutdown path on the real broker: a job's `JobRecording` records
 `session.closed` when the job ends before the session closed itself, exactly once and
 last, then closes the publisher without losing an event."""
 
@@ -12,22 +12,20 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from livekit.agents import AgentSession
 
-from agent_gateway.agent import TutorAgent
-from agent_gateway.config import GatewaySettings
-from agent_gateway.providers import ProviderSettings, build_providers
-from agent_gateway.publisher import PublisherStats
-from agent_gateway.worker import GatewayJob
-from schemas import EVENTS_TOPIC, CloudEvent, SessionStarted, decode
+from examples.tutor.agent import TutorAgent
 from tests.conftest import Topics
+from turnlog.agent_gateway.config import RecordSettings
+from turnlog.agent_gateway.providers import ProviderSettings, build_providers
+from turnlog.agent_gateway.publisher import PublisherStats
+from turnlog.agent_gateway.record import JobRecording
+from turnlog.schemas import EVENTS_TOPIC, CloudEvent, SessionStarted, decode
 
 pytestmark = pytest.mark.integration
 
 
-def gateway_settings(bootstrap: str, prefix: str, spool: Path) -> GatewaySettings:
-    return GatewaySettings.model_validate(
+def gateway_settings(bootstrap: str, prefix: str, spool: Path) -> RecordSettings:
+    return RecordSettings.model_validate(
         {
-            "LIVEKIT_API_KEY": "devkey",
-            "LIVEKIT_API_SECRET": "secret",
             "TURNLOG_KAFKA_BOOTSTRAP": bootstrap,
             "TURNLOG_TOPIC_PREFIX": prefix,
             "TURNLOG_SPOOL_DIR": str(spool),
@@ -35,14 +33,14 @@ def gateway_settings(bootstrap: str, prefix: str, spool: Path) -> GatewaySetting
     )
 
 
-async def shut_down_mid_session(settings: GatewaySettings) -> tuple[str, PublisherStats]:
-    job = GatewayJob(settings, job_id="AJ_stop", worker_id="AW_test", own_process=False)
+async def shut_down_mid_session(settings: RecordSettings) -> tuple[str, PublisherStats]:
+    job = JobRecording(settings, job_id="AJ_stop", agent_name="tutor", worker_id="AW_test",
+                       own_process=False)
     await job.start()
     providers = build_providers(ProviderSettings(stt="offline", llm="offline", tts="offline"))
-    job.providers.append(providers)
     session: AgentSession[Any] = AgentSession(llm=providers.llm)
     recorder = job.recorder(room_name="lesson-stop", secrets=())
-    started = SessionStarted(job_id="AJ_stop", agent_name=settings.agent_name,
+    started = SessionStarted(job_id="AJ_stop", agent_name="tutor",
                              worker_id="AW_test")
     recorder.start(session, started=started)
     await session.start(TutorAgent(), capture_run=True)
@@ -50,6 +48,7 @@ async def shut_down_mid_session(settings: GatewaySettings) -> tuple[str, Publish
 
     await job.shutdown("parent process shutdown")  # the worker is being stopped
     await session.aclose()  # LiveKit's own close, after: recorded no more
+    await providers.aclose()
     return recorder.session_id, job.publisher.stats()
 
 

@@ -9,7 +9,7 @@ import uuid
 import pytest
 from livekit import api, rtc
 
-from infra.stack.stack import Stack
+from turnlog.infra.stack.stack import Stack
 
 pytestmark = pytest.mark.integration
 

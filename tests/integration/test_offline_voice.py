@@ -24,8 +24,8 @@ from livekit import rtc
 from livekit.agents import stt
 from livekit.agents.metrics import STTMetrics
 
-from agent_gateway.providers.offline_stt import OfflineSTT
-from agent_gateway.providers.offline_tts import OfflineTTS
+from turnlog.agent_gateway.offline.stt import OfflineSTT
+from turnlog.agent_gateway.offline.tts import OfflineTTS
 
 pytestmark = pytest.mark.integration
 

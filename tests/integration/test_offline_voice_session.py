@@ -25,8 +25,8 @@ from livekit.agents import (
 )
 from livekit.agents.voice import io
 
-from agent_gateway.agent import TutorAgent, assess, example_for
-from agent_gateway.providers import Providers, build_providers, load_provider_settings
+from examples.tutor.agent import TutorAgent, assess, example_for
+from turnlog.agent_gateway.providers import Providers, build_providers, load_provider_settings
 
 pytestmark = pytest.mark.integration
 

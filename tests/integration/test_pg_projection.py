@@ -10,12 +10,6 @@ from typing import Any
 import psycopg
 import pytest
 
-from projections.postgres.checksum import checksum
-from projections.postgres.errors import ProjectionWriteError
-from projections.postgres.memory import InMemoryProjection
-from projections.postgres.writer import PostgresProjection
-from projections.records import SourceRecord
-from schemas import EVENTS_TOPIC, TURNS_TOPIC, TurnCompleted, new_event, stream_source
 from tests.conftest import PgSchema
 from tests.integration.test_pg_projection_support import (
     SESSIONS,
@@ -26,6 +20,12 @@ from tests.integration.test_pg_projection_support import (
     rows,
     utc,
 )
+from turnlog.projections.postgres.checksum import checksum
+from turnlog.projections.postgres.errors import ProjectionWriteError
+from turnlog.projections.postgres.memory import InMemoryProjection
+from turnlog.projections.postgres.writer import PostgresProjection
+from turnlog.projections.records import SourceRecord
+from turnlog.schemas import EVENTS_TOPIC, TURNS_TOPIC, TurnCompleted, new_event, stream_source
 
 pytestmark = pytest.mark.integration
 

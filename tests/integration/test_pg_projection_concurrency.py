@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from psycopg_pool import ConnectionPool
 
-from projections.postgres.checksum import checksum
-from projections.postgres.writer import BatchResult, PostgresProjection
-from projections.records import SourceRecord
 from tests.conftest import PgSchema
 from tests.integration.test_pg_projection_support import count, extra_schema, in_batches, log
+from turnlog.projections.postgres.checksum import checksum
+from turnlog.projections.postgres.writer import BatchResult, PostgresProjection
+from turnlog.projections.records import SourceRecord
 
 pytestmark = pytest.mark.integration
 

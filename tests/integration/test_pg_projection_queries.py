@@ -10,11 +10,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from projections.postgres import queries
-from projections.postgres.models import SessionCursor
-from projections.postgres.writer import PostgresProjection
 from tests.conftest import PgSchema
 from tests.integration.test_pg_projection_support import LOG_BATCH, log, utc
+from turnlog.projections.postgres import queries
+from turnlog.projections.postgres.models import SessionCursor
+from turnlog.projections.postgres.writer import PostgresProjection
 
 pytestmark = pytest.mark.integration
 

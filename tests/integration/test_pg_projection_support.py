@@ -13,12 +13,12 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from projections.postgres.migrate import migrate_postgres
-from projections.postgres.tables import TABLES
-from projections.records import SourceRecord
-from schemas import EVENTS_TOPIC, CloudEvent
 from tests.conftest import PgSchema, unique
 from tests.fixtures.make_sessions import load
+from turnlog.projections.postgres.migrate import migrate_postgres
+from turnlog.projections.postgres.tables import TABLES
+from turnlog.projections.records import SourceRecord
+from turnlog.schemas import EVENTS_TOPIC, CloudEvent
 
 SESSIONS = load()
 PARTITIONS = {"sess_tutor_happy": 0, "sess_support_handoff": 0, "sess_tutor_failed": 1}

@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from projections.postgres.checksum import checksum
-from projections.postgres.fold import Fold
-from projections.postgres.rows import row_ops
-from projections.postgres.writer import PostgresProjection
-from projections.records import SourceRecord
-from schemas import EVENTS_TOPIC, CloudEvent
 from tests.conftest import PgSchema
 from tests.integration.test_pg_projection_support import SESSIONS, extra_schema, in_batches
+from turnlog.projections.postgres.checksum import checksum
+from turnlog.projections.postgres.fold import Fold
+from turnlog.projections.postgres.rows import row_ops
+from turnlog.projections.postgres.writer import PostgresProjection
+from turnlog.projections.records import SourceRecord
+from turnlog.schemas import EVENTS_TOPIC, CloudEvent
 
 pytestmark = pytest.mark.integration
 

@@ -15,11 +15,12 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import CollectorRegistry
 
-from agent_gateway.publisher import Publisher, PublisherSettings
-from agent_gateway.publisher.spool import DEAD_LETTER_DIR
-from agent_gateway.publisher.spool_format import iter_file
-from agent_gateway.publisher.testing import session_events
-from schemas import (
+from tests.conftest import Topics, unique
+from turnlog.agent_gateway.publisher import Publisher, PublisherSettings
+from turnlog.agent_gateway.publisher.spool import DEAD_LETTER_DIR
+from turnlog.agent_gateway.publisher.spool_format import iter_file
+from turnlog.agent_gateway.publisher.testing import session_events
+from turnlog.schemas import (
     EVENTS_TOPIC,
     MAX_EVENT_BYTES,
     STRUCTURED_CONTENT_TYPE,
@@ -28,7 +29,6 @@ from schemas import (
     decode,
     new_event,
 )
-from tests.conftest import Topics, unique
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 

@@ -9,11 +9,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from projections.clickhouse.store import AnalyticsStore
-from streams.checksum import differing
-from streams.config import StreamsSettings
-from streams.rebuild import RebuildOptions, RebuildRefusedError, Target, run_rebuild
-from streams.rebuild.plan import Names
 from tests.conftest import PgSchema, Topics
 from tests.integration.test_rebuild_support import (
     LiveProcessor,
@@ -26,6 +21,11 @@ from tests.integration.test_rebuild_support import (
     session_copies,
 )
 from tests.unit.test_streams_support import BAD_KINDS, mixed_bodies
+from turnlog.projections.clickhouse.store import AnalyticsStore
+from turnlog.streams.checksum import differing
+from turnlog.streams.config import StreamsSettings
+from turnlog.streams.rebuild import RebuildOptions, RebuildRefusedError, Target, run_rebuild
+from turnlog.streams.rebuild.plan import Names
 
 pytestmark = pytest.mark.integration
 

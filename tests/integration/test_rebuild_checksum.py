@@ -1,4 +1,4 @@
-"""`python -m streams checksum`: two projections of the same log compare equal; a
+"""`python -m turnlog.streams checksum`: two projections of the same log compare equal; a
 deliberately altered row makes it exit 1 and name the table."""
 
 from __future__ import annotations
@@ -9,9 +9,6 @@ from collections.abc import Iterator
 import pytest
 from psycopg import sql
 
-from projections.clickhouse.store import AnalyticsStore
-from streams.checksum import main
-from streams.config import StreamsSettings
 from tests.conftest import PgSchema, Topics
 from tests.integration.test_rebuild_support import (
     LiveProcessor,
@@ -22,6 +19,9 @@ from tests.integration.test_rebuild_support import (
     session_copies,
     settings_for,
 )
+from turnlog.projections.clickhouse.store import AnalyticsStore
+from turnlog.streams.checksum import main
+from turnlog.streams.config import StreamsSettings
 
 pytestmark = pytest.mark.integration
 

@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from projections.clickhouse.migrate import migrate_clickhouse
-from projections.clickhouse.queries import checksum
-from projections.clickhouse.store import AnalyticsStore
-from projections.clickhouse.writer import ClickHouseProjection
-from streams.rebuild import main
-from streams.rebuild.plan import Names
-from streams.rebuild.targets import exchange_tables, plain_tables
 from tests.conftest import unique
 from tests.integration.test_rebuild_support import schema_exists
 from tests.unit.test_ch_sessions import START, as_records, recorded_events
+from turnlog.projections.clickhouse.migrate import migrate_clickhouse
+from turnlog.projections.clickhouse.queries import checksum
+from turnlog.projections.clickhouse.store import AnalyticsStore
+from turnlog.projections.clickhouse.writer import ClickHouseProjection
+from turnlog.streams.rebuild import main
+from turnlog.streams.rebuild.plan import Names
+from turnlog.streams.rebuild.targets import exchange_tables, plain_tables
 
 pytestmark = pytest.mark.integration
 

@@ -16,19 +16,19 @@ import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from psycopg import sql
 
-from projections.clickhouse.migrate import migrate_clickhouse
-from projections.clickhouse.store import AnalyticsStore
-from projections.clickhouse.writer import ClickHouseProjection
-from projections.postgres.migrate import migrate_postgres
-from projections.postgres.writer import PostgresProjection
-from schemas import CloudEvent, encode
-from streams.config import StreamsSettings
-from streams.processor import BatchProcessor
-from streams.rebuild.log import raw_record, topic_partitions
-from streams.startup import PRODUCE_BYTES
-from streams.state import PostgresState
 from tests.conftest import Topics, unique
 from tests.unit.test_streams_support import all_events, renamed
+from turnlog.projections.clickhouse.migrate import migrate_clickhouse
+from turnlog.projections.clickhouse.store import AnalyticsStore
+from turnlog.projections.clickhouse.writer import ClickHouseProjection
+from turnlog.projections.postgres.migrate import migrate_postgres
+from turnlog.projections.postgres.writer import PostgresProjection
+from turnlog.schemas import CloudEvent, encode
+from turnlog.streams.config import StreamsSettings
+from turnlog.streams.processor import BatchProcessor
+from turnlog.streams.rebuild.log import raw_record, topic_partitions
+from turnlog.streams.startup import PRODUCE_BYTES
+from turnlog.streams.state import PostgresState
 
 GROUP = "turnlog-streams-test"
 

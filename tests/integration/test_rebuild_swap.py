@@ -20,11 +20,6 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from projections.clickhouse.queries import checksum as clickhouse_checksum
-from projections.clickhouse.store import AnalyticsStore
-from projections.postgres.checksum import checksum as postgres_checksum
-from streams.config import StreamsSettings
-from streams.rebuild import RebuildOptions, run_rebuild
 from tests.conftest import PgSchema, Topics
 from tests.integration.test_rebuild_support import (
     GROUP,
@@ -35,6 +30,11 @@ from tests.integration.test_rebuild_support import (
     produce,
     session_copies,
 )
+from turnlog.projections.clickhouse.queries import checksum as clickhouse_checksum
+from turnlog.projections.clickhouse.store import AnalyticsStore
+from turnlog.projections.postgres.checksum import checksum as postgres_checksum
+from turnlog.streams.config import StreamsSettings
+from turnlog.streams.rebuild import RebuildOptions, run_rebuild
 
 pytestmark = pytest.mark.integration
 

@@ -15,17 +15,17 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from infra.stack.config import StackSettings
-from infra.stack.kafka import Kafka
-from infra.stack.stack import Stack
-from infra.stack.topics import ensure_topics, read_topics, wait_for_configs
-from projections.clickhouse.migrate import migrate_clickhouse
-from projections.clickhouse.store import AnalyticsStore, ChdbStore
-from projections.migrations import load_migrations
-from projections.postgres.migrate import MIGRATIONS_DIR as PG_MIGRATIONS
-from projections.postgres.migrate import migrate_postgres
-from schemas.topics import topic_specs
 from tests.conftest import PgSchema, Topics, unique
+from turnlog.infra.stack.config import StackSettings
+from turnlog.infra.stack.kafka import Kafka
+from turnlog.infra.stack.stack import Stack
+from turnlog.infra.stack.topics import ensure_topics, read_topics, wait_for_configs
+from turnlog.projections.clickhouse.migrate import migrate_clickhouse
+from turnlog.projections.clickhouse.store import AnalyticsStore, ChdbStore
+from turnlog.projections.migrations import load_migrations
+from turnlog.projections.postgres.migrate import MIGRATIONS_DIR as PG_MIGRATIONS
+from turnlog.projections.postgres.migrate import migrate_postgres
+from turnlog.schemas.topics import topic_specs
 
 pytestmark = pytest.mark.integration
 
@@ -157,7 +157,8 @@ def test_second_process_is_told_who_owns_the_chdb_folder(
 ) -> None:
     assert isinstance(analytics_store, ChdbStore)
     result = subprocess.run(
-        [sys.executable, "-m", "projections.clickhouse", "migrate", "--url", analytics_store.url],
+        [sys.executable, "-m", "turnlog.projections.clickhouse", "migrate",
+         "--url", analytics_store.url],
         capture_output=True, text=True, check=False, timeout=60,
     )
     assert result.returncode == 3
@@ -267,7 +268,7 @@ def test_storage_format_accepts_a_cluster_id_that_starts_with_a_dash(
     """Random ids are URL-safe base64: one in 64 starts with '-' (regression)."""
     settings = StackSettings(state_dir=tmp_path, cache_dir=stack.settings.cache_dir)
     kafka = Kafka(settings)
-    monkeypatch.setattr("infra.stack.kafka._cluster_id", lambda: "-" + "A" * 21)
+    monkeypatch.setattr("turnlog.infra.stack.kafka._cluster_id", lambda: "-" + "A" * 21)
 
     kafka._format_storage(kafka._write_config())
 

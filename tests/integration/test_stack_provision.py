@@ -30,7 +30,7 @@ def test_provision_migrates_the_stores_its_variables_name(
         "TURNLOG_POSTGRES_SCHEMA": schema,
         "TURNLOG_CLICKHOUSE_URL": f"chdb://{tmp_path / 'ch'}",
     }
-    argv = [sys.executable, "-m", "infra.cli", "provision"]
+    argv = [sys.executable, "-m", "turnlog.infra.cli", "provision"]
     try:
         first = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
         again = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
@@ -53,7 +53,7 @@ def test_provision_migrates_the_stores_its_variables_name(
 
 def test_provision_names_a_missing_clickhouse_url() -> None:
     env = {k: v for k, v in os.environ.items() if k != "TURNLOG_CLICKHOUSE_URL"}
-    result = subprocess.run([sys.executable, "-m", "infra.cli", "provision"], env=env,
+    result = subprocess.run([sys.executable, "-m", "turnlog.infra.cli", "provision"], env=env,
                             capture_output=True, text=True, check=False)  # fmt: skip
     assert result.returncode == 2
     assert "TURNLOG_CLICKHOUSE_URL" in result.stderr

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from infra.stack.config import StackSettings
-from infra.stack.errors import ComponentFailedError
-from infra.stack.process import pid_alive
-from infra.stack.services import Service, ServiceSpec
+from turnlog.infra.stack.config import StackSettings
+from turnlog.infra.stack.errors import ComponentFailedError
+from turnlog.infra.stack.process import pid_alive
+from turnlog.infra.stack.services import Service, ServiceSpec
 
 pytestmark = pytest.mark.integration
 

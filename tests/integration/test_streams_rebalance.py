@@ -18,8 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from projections.clickhouse.store import AnalyticsStore
-from streams.locks import exclusive_projection_lock
 from tests.integration.test_streams_support import (
     Reference,
     StreamsEnv,
@@ -29,6 +27,8 @@ from tests.integration.test_streams_support import (
     wait_caught_up,
 )
 from tests.unit.test_streams_support import all_events, bodies, renamed
+from turnlog.projections.clickhouse.store import AnalyticsStore
+from turnlog.streams.locks import exclusive_projection_lock
 
 pytestmark = pytest.mark.integration
 

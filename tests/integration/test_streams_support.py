@@ -24,19 +24,19 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord
 from psycopg import sql
 
-from infra.stack.config import REPO_ROOT
-from infra.stack.topics import ensure_topics
-from projections.clickhouse import queries
-from projections.clickhouse.migrate import migrate_clickhouse
-from projections.clickhouse.query_endpoint import EndpointStore, published_endpoint
-from projections.clickhouse.store import AnalyticsStore
-from projections.clickhouse.writer import ClickHouseProjection
-from projections.postgres.checksum import checksum
-from projections.postgres.migrate import migrate_postgres
-from projections.postgres.writer import PostgresProjection
-from projections.records import SourceRecord
-from schemas import EVENTS_TOPIC, CloudEvent, topic_specs
 from tests.conftest import unique
+from turnlog.infra.stack.config import REPO_ROOT
+from turnlog.infra.stack.topics import ensure_topics
+from turnlog.projections.clickhouse import queries
+from turnlog.projections.clickhouse.migrate import migrate_clickhouse
+from turnlog.projections.clickhouse.query_endpoint import EndpointStore, published_endpoint
+from turnlog.projections.clickhouse.store import AnalyticsStore
+from turnlog.projections.clickhouse.writer import ClickHouseProjection
+from turnlog.projections.postgres.checksum import checksum
+from turnlog.projections.postgres.migrate import migrate_postgres
+from turnlog.projections.postgres.writer import PostgresProjection
+from turnlog.projections.records import SourceRecord
+from turnlog.schemas import EVENTS_TOPIC, CloudEvent, topic_specs
 
 CLICKHOUSE_DATABASE = "turnlog"
 
@@ -132,7 +132,7 @@ async def _delete_topics(bootstrap: str, names: list[str]) -> None:
 
 
 class WorkerProcess:
-    """`python -m streams worker` in a subprocess, logging to a file."""
+    """`python -m turnlog.streams worker` in a subprocess, logging to a file."""
 
     def __init__(self, env: StreamsEnv) -> None:
         self.env = env
@@ -151,7 +151,7 @@ class WorkerProcess:
         self._offset = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "streams", "worker", "--loglevel", "info"],
+                [sys.executable, "-m", "turnlog.streams", "worker", "--loglevel", "info"],
                 cwd=REPO_ROOT, env=self.env.environment(), stdout=log, stderr=log,
             )  # fmt: skip
         self.starts += 1
@@ -169,7 +169,7 @@ class WorkerProcess:
         self.env.root.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "streams", "worker"],
+                [sys.executable, "-m", "turnlog.streams", "worker"],
                 cwd=REPO_ROOT, env=self.env.environment(), stdout=log, stderr=log,
             )  # fmt: skip
         code = process.wait(timeout)

@@ -1,4 +1,4 @@
-"""The streams worker (`python -m streams worker`) on the real broker, PostgreSQL and
+"""The streams worker (`python -m turnlog.streams worker`) on the real broker, PostgreSQL and
 chDB, fed with the recorded sessions, on each engine: `batch` (the default) and `faust`.
 
 One worker per engine, with its own topics, schema and chDB folder; the tests run in
@@ -20,10 +20,6 @@ from typing import Any
 import pytest
 from psycopg import sql
 
-from projections.clickhouse.store import AnalyticsStore
-from schemas import DLQ_TOPIC, SESSIONS_TOPIC, TURNS_TOPIC, CloudEvent, decode
-from streams.dlq import decoded_headers
-from streams.locks import exclusive_projection_lock
 from tests.fixtures.make_sessions import SESSIONS_DIR
 from tests.integration.test_pg_projection_support import rows
 from tests.integration.test_streams_support import (
@@ -44,6 +40,10 @@ from tests.unit.test_streams_support import (
     bodies,
     renamed,
 )
+from turnlog.projections.clickhouse.store import AnalyticsStore
+from turnlog.schemas import DLQ_TOPIC, SESSIONS_TOPIC, TURNS_TOPIC, CloudEvent, decode
+from turnlog.streams.dlq import decoded_headers
+from turnlog.streams.locks import exclusive_projection_lock
 
 pytestmark = pytest.mark.integration
 
@@ -91,7 +91,7 @@ def assert_same_state(env: StreamsEnv, reference: Reference) -> None:
 
 
 def worker_ch_checksum(store: Any) -> dict[str, str]:
-    from projections.clickhouse import queries
+    from turnlog.projections.clickhouse import queries
 
     return queries.checksum(store, CLICKHOUSE_DATABASE)
 

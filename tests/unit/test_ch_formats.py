@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from projections.clickhouse.formats import converter, decode_result, encode_rows
+from turnlog.projections.clickhouse.formats import converter, decode_result, encode_rows
 
 pytestmark = pytest.mark.unit
 

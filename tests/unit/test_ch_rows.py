@@ -10,8 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from projections.clickhouse.formats import encode_rows
-from projections.clickhouse.rows import (
+from tests.unit.test_ch_sessions import START, recorded_events, session_a
+from tests.unit.test_schemas_codec import model_strategy
+from turnlog.projections.clickhouse.formats import encode_rows
+from turnlog.projections.clickhouse.rows import (
     DERIVED_TYPES,
     EVENTS,
     TABLES,
@@ -19,9 +21,9 @@ from projections.clickhouse.rows import (
     rows_by_table,
     rows_for,
 )
-from projections.clickhouse.writer import OffsetRange, dedup_token, offset_ranges
-from projections.records import SourceRecord
-from schemas import (
+from turnlog.projections.clickhouse.writer import OffsetRange, dedup_token, offset_ranges
+from turnlog.projections.records import SourceRecord
+from turnlog.schemas import (
     PAYLOAD_MODELS,
     AgentStateChanged,
     ConversationItemAdded,
@@ -38,9 +40,7 @@ from schemas import (
     agent_source,
     new_event,
 )
-from schemas.events.metrics import InputTokenDetails, OutputTokenDetails
-from tests.unit.test_ch_sessions import START, recorded_events, session_a
-from tests.unit.test_schemas_codec import model_strategy
+from turnlog.schemas.events.metrics import InputTokenDetails, OutputTokenDetails
 
 pytestmark = pytest.mark.unit
 

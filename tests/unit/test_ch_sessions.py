@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from projections.records import SourceRecord
-from schemas import (
+from turnlog.projections.records import SourceRecord
+from turnlog.schemas import (
     EVENTS_TOPIC,
     AgentStateChanged,
     CloudEvent,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from projections.clickhouse.sql import (
+from turnlog.projections.clickhouse.sql import (
     error_code,
     quote_name,
     session_statements,

@@ -18,11 +18,11 @@ import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
-from agent_gateway.config import GatewaySettings, load_gateway_settings
-from agent_gateway.providers.settings import ProviderSettings, load_provider_settings
-from api.settings import ApiSettings, load_api_settings
-from infra.provision import ProvisionSettings
-from streams.config import StreamsSettings, load_streams_settings
+from turnlog.agent_gateway.config import GatewaySettings, load_gateway_settings
+from turnlog.agent_gateway.providers.settings import ProviderSettings, load_provider_settings
+from turnlog.api.settings import ApiSettings, load_api_settings
+from turnlog.infra.provision import ProvisionSettings
+from turnlog.streams.config import StreamsSettings, load_streams_settings
 
 pytestmark = pytest.mark.unit
 
@@ -160,10 +160,13 @@ def test_the_dockerfile_installs_what_pyproject_declares() -> None:
     assert python is not None
     assert project["project"]["requires-python"] == f">={python.group(1)},<3.12"
     assert "COPY pyproject.toml" in dockerfile
-    assert re.search(r"pip install( [^\n]*)? \.(\s|$)", dockerfile)
+    assert re.search(r"pip install( [^\n]*)? \"?\.(\[[a-z,]+\])?\"?(\s|$)", dockerfile)
     assert "==" not in dockerfile  # versions come from pyproject.toml only
-    for package in project["tool"]["setuptools"]["packages"]["find"]["include"]:
-        top = package.rstrip("*")
+    assert project["tool"]["setuptools"]["packages"]["find"]["include"] == ["turnlog*"]
+    # turnlog/ holds the public module and one link per folder it installs
+    linked = [p.name for p in (ROOT / "turnlog").iterdir() if p.is_symlink()]
+    assert linked
+    for top in ["turnlog", *linked]:
         assert f"COPY {top} ./{top}" in dockerfile, top
     apt = re.search(r"apt-get install -y --no-install-recommends ([^\n\\]+)", dockerfile)
     assert apt is not None

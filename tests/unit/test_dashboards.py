@@ -17,10 +17,10 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from agent_gateway.metrics import GatewayMetrics
-from agent_gateway.publisher.metrics import collector_for
-from api.middleware import ApiMetrics
-from streams.metrics import StreamsMetrics
+from turnlog.agent_gateway.metrics import GatewayMetrics
+from turnlog.agent_gateway.publisher.metrics import collector_for
+from turnlog.api.middleware import ApiMetrics
+from turnlog.streams.metrics import StreamsMetrics
 
 pytestmark = pytest.mark.unit
 

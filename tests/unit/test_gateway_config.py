@@ -6,8 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from agent_gateway.config import REPO_ROOT, is_placeholder, load_gateway_settings
-from agent_gateway.errors import ConfigurationError, GatewayError
+from turnlog.agent_gateway.config import (
+    default_spool_dir,
+    is_placeholder,
+    load_gateway_settings,
+    load_record_settings,
+)
+from turnlog.agent_gateway.errors import ConfigurationError, GatewayError
 
 pytestmark = pytest.mark.unit
 
@@ -49,17 +54,20 @@ def test_defaults_work_with_the_local_stack(clean_env: pytest.MonkeyPatch) -> No
     assert settings.agent_name == "turnlog-tutor"
     assert settings.kafka_bootstrap == "127.0.0.1:19092"
     assert settings.topic == "turnlog.events"
-    assert settings.spool_dir == REPO_ROOT / ".turnlog" / "spool"
+    assert settings.spool_dir == default_spool_dir()
+    assert settings.spool_dir.parts[-2:] == ("turnlog", "spool")
     assert settings.metrics_host == "127.0.0.1"
     assert settings.metrics_port > 0
     assert settings.livekit_api_key.get_secret_value() == "devkey"
 
 
 def test_every_listener_binds_loopback_by_default(clean_env: pytest.MonkeyPatch) -> None:
-    from agent_gateway.worker import server_options
+    from turnlog.agent_gateway.worker import server_options
 
     dev_credentials(clean_env)
-    options = server_options(load_gateway_settings())
+    from examples.tutor.entrypoint import entrypoint
+
+    options = server_options(load_gateway_settings(), entrypoint=entrypoint)
 
     assert options.host == "127.0.0.1"  # LiveKit's own default is every interface
     assert load_gateway_settings().metrics_host == "127.0.0.1"
@@ -157,8 +165,33 @@ def test_invalid_values_are_named(clean_env: pytest.MonkeyPatch, name: str, valu
 
 
 def test_settings_are_loaded_by_a_function_not_at_import() -> None:
-    import agent_gateway.config as config
+    import turnlog.agent_gateway.config as config
 
     assert not [name for name, value in vars(config).items() if type(value).__name__ == (
         "GatewaySettings"
     )]
+
+
+def test_the_recorder_needs_no_livekit_credentials_and_keywords_win(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    clean_env.setenv("TURNLOG_KAFKA_BOOTSTRAP", "k1:9092")
+    clean_env.setenv("TURNLOG_TOPIC_PREFIX", "env.")
+
+    settings = load_record_settings(topic_prefix="kw.", spool_dir=tmp_path, queue_size=None)
+
+    assert settings.kafka_bootstrap == "k1:9092"  # the environment
+    assert settings.topic == "kw.turnlog.events"  # the keyword wins
+    assert settings.spool_dir == tmp_path
+    assert settings.queue_size == 10_000  # None leaves the default
+
+
+def test_a_bad_recorder_setting_is_named(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("TURNLOG_PUBLISHER_QUEUE_SIZE", "0")
+
+    with pytest.raises(ConfigurationError, match="TURNLOG_PUBLISHER_QUEUE_SIZE"):
+        load_record_settings()
+    with pytest.raises(ConfigurationError, match="queue_size"):
+        load_record_settings(queue_size=-1)
+    with pytest.raises(ConfigurationError, match="unknown recorder settings: bootstrap"):
+        load_record_settings(bootstrap="x")

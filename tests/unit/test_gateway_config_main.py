@@ -1,4 +1,5 @@
-"""`python -m agent_gateway`: fails fast on configuration, prepares the metrics directory."""
+"""`python -m examples.tutor` (the platform worker): fails fast on configuration, prepares
+metrics."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import prometheus_client.values
 import pytest
 
-from agent_gateway.__main__ import prepare_multiprocess_dir
+from turnlog.agent_gateway.worker import prepare_multiprocess_dir
 
 pytestmark = pytest.mark.unit
 
@@ -25,7 +26,7 @@ def test_missing_credentials_stop_the_worker_with_their_names() -> None:
     }
 
     result = subprocess.run(
-        [sys.executable, "-m", "agent_gateway", "start"],
+        [sys.executable, "-m", "examples.tutor", "start"],
         cwd=REPO,
         env=env,
         capture_output=True,

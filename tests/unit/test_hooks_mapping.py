@@ -24,9 +24,9 @@ from livekit.agents.voice.events import (
 )
 from livekit.agents.voice.speech_handle import InputDetails, SpeechHandle
 
-from agent_gateway.hooks import conversation, tools, turn_taking
-from agent_gateway.hooks.convert import scrub, utc
-from schemas import (
+from turnlog.agent_gateway.hooks import conversation, tools, turn_taking
+from turnlog.agent_gateway.hooks.convert import scrub, utc
+from turnlog.schemas import (
     MessageMetrics,
     ModelInfo,
     ToolCallEndedUpdate,

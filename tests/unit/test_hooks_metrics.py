@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agent_gateway.metrics import GatewayMetrics, serve_metrics
-from schemas import (
+from turnlog.agent_gateway.metrics import GatewayMetrics, serve_metrics
+from turnlog.schemas import (
     ConversationItemAdded,
     MessageMetrics,
     MetricsCollected,
@@ -24,7 +24,7 @@ from schemas import (
     agent_source,
     new_event,
 )
-from schemas.base import EventPayload
+from turnlog.schemas.base import EventPayload
 
 pytestmark = pytest.mark.unit
 
@@ -96,8 +96,8 @@ def test_streaming_stt_has_no_request_duration() -> None:
 
 JOB_PROCESS = textwrap.dedent(
     """
-    from agent_gateway.metrics import GatewayMetrics
-    from schemas import ConversationItemAdded, MessageMetrics, agent_source, new_event
+    from turnlog.agent_gateway.metrics import GatewayMetrics
+    from turnlog.schemas import ConversationItemAdded, MessageMetrics, agent_source, new_event
 
     metrics = GatewayMetrics()
     reply = ConversationItemAdded(
@@ -131,7 +131,7 @@ def test_the_endpoint_merges_what_exited_job_processes_recorded(tmp_path: Path) 
 
 
 def transcript(sequence: int) -> Any:
-    from schemas import UserTranscribed
+    from turnlog.schemas import UserTranscribed
 
     return new_event(
         UserTranscribed(transcript="hi", is_final=True),
@@ -144,8 +144,8 @@ def transcript(sequence: int) -> Any:
 
 @pytest.mark.asyncio
 async def test_the_mirror_copies_counters_by_delta_and_gauges(tmp_path: Path) -> None:
-    from agent_gateway.metrics import RegistryMirror
-    from agent_gateway.publisher import Publisher, PublisherSettings
+    from turnlog.agent_gateway.metrics import RegistryMirror
+    from turnlog.agent_gateway.publisher import Publisher, PublisherSettings
 
     private, served = CollectorRegistry(), CollectorRegistry()
     publisher = Publisher(PublisherSettings(spool_dir=tmp_path), registry=private)
@@ -173,9 +173,9 @@ MIRRORED_JOB = textwrap.dedent(
     import asyncio, os, sys
     from pathlib import Path
     from prometheus_client import CollectorRegistry
-    from agent_gateway.metrics import RegistryMirror, forget_process
-    from agent_gateway.publisher import Publisher, PublisherSettings
-    from schemas import UserTranscribed, agent_source, new_event
+    from turnlog.agent_gateway.metrics import RegistryMirror, forget_process
+    from turnlog.agent_gateway.publisher import Publisher, PublisherSettings
+    from turnlog.schemas import UserTranscribed, agent_source, new_event
 
     async def job():
         private = CollectorRegistry()

@@ -13,9 +13,9 @@ from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions
 from livekit.agents.voice.events import CloseEvent, CloseReason, ErrorEvent
 from livekit.rtc._proto import handle_pb2, participant_pb2, track_pb2
 
-from agent_gateway.hooks import room, session
-from agent_gateway.hooks.convert import model_info, utc
-from schemas import ModelInfo
+from turnlog.agent_gateway.hooks import room, session
+from turnlog.agent_gateway.hooks.convert import model_info, utc
+from turnlog.schemas import ModelInfo
 
 pytestmark = pytest.mark.unit
 

@@ -10,9 +10,9 @@ from livekit.agents.metrics import usage as lk_usage
 from livekit.agents.metrics.base import RealtimeModelMetrics as LkRealtimeMetrics
 from livekit.agents.voice.events import MetricsCollectedEvent, SessionUsageUpdatedEvent
 
-from agent_gateway.hooks import telemetry
-from agent_gateway.hooks.convert import utc
-from schemas import (
+from turnlog.agent_gateway.hooks import telemetry
+from turnlog.agent_gateway.hooks.convert import utc
+from turnlog.schemas import (
     AvatarMetrics,
     EouMetrics,
     LlmMetrics,
@@ -20,7 +20,7 @@ from schemas import (
     SttUsage,
     TtsMetrics,
 )
-from schemas import RealtimeModelMetrics as RealtimeMetricsRecord
+from turnlog.schemas import RealtimeModelMetrics as RealtimeMetricsRecord
 
 pytestmark = pytest.mark.unit
 

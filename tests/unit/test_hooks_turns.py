@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent_gateway.hooks.turns import TurnTracker
+from turnlog.agent_gateway.hooks.turns import TurnTracker
 
 pytestmark = pytest.mark.unit
 

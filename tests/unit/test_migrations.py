@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from projections.clickhouse.migrate import MIGRATIONS_DIR as CH_DIR
-from projections.clickhouse.migrate import quote_database
-from projections.migrations import Migration, MigrationError, load_migrations, migrate
-from projections.postgres.migrate import MIGRATIONS_DIR as PG_DIR
+from turnlog.projections.clickhouse.migrate import MIGRATIONS_DIR as CH_DIR
+from turnlog.projections.clickhouse.migrate import quote_database
+from turnlog.projections.migrations import Migration, MigrationError, load_migrations, migrate
+from turnlog.projections.postgres.migrate import MIGRATIONS_DIR as PG_DIR
 
 pytestmark = pytest.mark.unit
 

@@ -10,12 +10,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from projections.postgres.fold import Fold
-from projections.postgres.memory import InMemoryProjection
-from projections.postgres.rows import row_ops
-from projections.records import SourceRecord
-from schemas import CloudEvent
 from tests.fixtures.make_sessions import SESSIONS_DIR, build, load, render
+from turnlog.projections.postgres.fold import Fold
+from turnlog.projections.postgres.memory import InMemoryProjection
+from turnlog.projections.postgres.rows import row_ops
+from turnlog.projections.records import SourceRecord
+from turnlog.schemas import CloudEvent
 
 pytestmark = pytest.mark.unit
 

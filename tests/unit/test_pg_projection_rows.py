@@ -7,8 +7,8 @@ from typing import Any, ClassVar
 
 import pytest
 
-from projections.postgres.errors import UnhandledEventError
-from projections.postgres.rows import (
+from turnlog.projections.postgres.errors import UnhandledEventError
+from turnlog.projections.postgres.rows import (
     HANDLED,
     NO_ROWS,
     SESSION_ACTIVITY_ONLY,
@@ -17,9 +17,16 @@ from projections.postgres.rows import (
     reads,
     row_ops,
 )
-from projections.postgres.tables import PARTICIPANTS, SESSIONS, Column, Merge, Table, merge_into
-from projections.postgres.tables import new_row as make_row
-from schemas import (
+from turnlog.projections.postgres.tables import (
+    PARTICIPANTS,
+    SESSIONS,
+    Column,
+    Merge,
+    Table,
+    merge_into,
+)
+from turnlog.projections.postgres.tables import new_row as make_row
+from turnlog.schemas import (
     EVENT_TYPES,
     AgentFalseInterruptionDetected,
     AgentHandedOff,

@@ -12,8 +12,8 @@ import pytest_asyncio
 from livekit.agents import AgentSession, llm
 from livekit.agents.metrics import LLMMetrics
 
-from agent_gateway.agent import TutorAgent, example_for
-from agent_gateway.providers.offline_llm import OfflineLLM
+from examples.tutor.agent import TutorAgent, example_for
+from turnlog.agent_gateway.offline.llm import OfflineLLM
 
 pytestmark = pytest.mark.unit
 

@@ -9,7 +9,7 @@ import wave
 import pytest
 from livekit.agents import APIError
 
-from agent_gateway.providers.offline_tts import parse_piped_wav
+from turnlog.agent_gateway.offline.tts import parse_piped_wav
 
 pytestmark = pytest.mark.unit
 

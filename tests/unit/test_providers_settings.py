@@ -7,7 +7,10 @@ import os
 
 import pytest
 
-from agent_gateway.providers import (
+from turnlog.agent_gateway.offline.llm import OfflineLLM
+from turnlog.agent_gateway.offline.stt import OfflineSTT
+from turnlog.agent_gateway.offline.tts import OfflineTTS
+from turnlog.agent_gateway.providers import (
     GatewayError,
     ProviderConfigError,
     ProviderSettings,
@@ -15,9 +18,6 @@ from agent_gateway.providers import (
     load_provider_settings,
     load_vad,
 )
-from agent_gateway.providers.offline_llm import OfflineLLM
-from agent_gateway.providers.offline_stt import OfflineSTT
-from agent_gateway.providers.offline_tts import OfflineTTS
 
 pytestmark = pytest.mark.unit
 

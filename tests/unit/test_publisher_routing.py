@@ -15,12 +15,12 @@ import pytest
 from aiokafka.errors import MessageSizeTooLargeError
 from prometheus_client import CollectorRegistry
 
-from agent_gateway.publisher import Publisher, PublisherError, PublisherSettings
-from agent_gateway.publisher.message import Message
-from agent_gateway.publisher.spool import DEAD_LETTER_DIR
-from agent_gateway.publisher.spool_format import iter_file
-from agent_gateway.publisher.testing import FakeBroker, session_events, spooled_records
-from schemas import MAX_EVENT_BYTES, CloudEvent, decode
+from turnlog.agent_gateway.publisher import Publisher, PublisherError, PublisherSettings
+from turnlog.agent_gateway.publisher.message import Message
+from turnlog.agent_gateway.publisher.spool import DEAD_LETTER_DIR
+from turnlog.agent_gateway.publisher.spool_format import iter_file
+from turnlog.agent_gateway.publisher.testing import FakeBroker, session_events, spooled_records
+from turnlog.schemas import MAX_EVENT_BYTES, CloudEvent, decode
 
 pytestmark = [pytest.mark.unit, pytest.mark.asyncio]
 

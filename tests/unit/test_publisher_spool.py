@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from agent_gateway.publisher.message import Message
-from agent_gateway.publisher.segment import Segment
-from agent_gateway.publisher.spool import DAMAGED_DIR, DrainItem, Spool, new_owner_id
-from agent_gateway.publisher.spool_format import encode_record, iter_file
-from agent_gateway.publisher.testing import spooled_records
+from turnlog.agent_gateway.publisher.message import Message
+from turnlog.agent_gateway.publisher.segment import Segment
+from turnlog.agent_gateway.publisher.spool import DAMAGED_DIR, DrainItem, Spool, new_owner_id
+from turnlog.agent_gateway.publisher.spool_format import encode_record, iter_file
+from turnlog.agent_gateway.publisher.testing import spooled_records
 
 pytestmark = pytest.mark.unit
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent_gateway.publisher.message import Message
-from agent_gateway.publisher.spool_format import (
+from turnlog.agent_gateway.publisher.message import Message
+from turnlog.agent_gateway.publisher.spool_format import (
     HEADER_BYTES,
     Tail,
     check_header,

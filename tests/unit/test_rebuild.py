@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from projections.postgres.memory import InMemoryProjection
-from streams.processor import BatchProcessor
-from streams.rebuild.log import OffsetProgress, lowest, ranges_between
-from streams.rebuild.plan import Names, RebuildRefusedError, Target
-from streams.rebuild.targets import NoDerivedState
-from streams.records import RawRecord
 from tests.unit.test_streams_support import all_events, as_raw, bodies, mixed_bodies
+from turnlog.projections.postgres.memory import InMemoryProjection
+from turnlog.streams.processor import BatchProcessor
+from turnlog.streams.rebuild.log import OffsetProgress, lowest, ranges_between
+from turnlog.streams.rebuild.plan import Names, RebuildRefusedError, Target
+from turnlog.streams.rebuild.targets import NoDerivedState
+from turnlog.streams.records import RawRecord
 
 pytestmark = pytest.mark.unit
 

@@ -34,14 +34,14 @@ from livekit.agents.voice.events import (
 from livekit.agents.voice.speech_handle import SpeechHandle
 from prometheus_client import CollectorRegistry
 
-from agent_gateway.hooks import (
+from turnlog.agent_gateway.hooks import (
     NOT_RECORDED_HOOKS,
     MemorySink,
     RecorderIdentity,
     SessionRecorder,
 )
-from agent_gateway.metrics import GatewayMetrics
-from schemas import CloudEvent, SessionStarted, decode, encode
+from turnlog.agent_gateway.metrics import GatewayMetrics
+from turnlog.schemas import CloudEvent, SessionStarted, decode, encode
 
 pytestmark = pytest.mark.unit
 

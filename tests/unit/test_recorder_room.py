@@ -9,8 +9,8 @@ from livekit import rtc
 from livekit.agents import AgentSession
 from livekit.rtc._proto import handle_pb2, participant_pb2, track_pb2
 
-from agent_gateway.hooks import MemorySink, RecorderIdentity, SessionRecorder
-from schemas import SessionStarted
+from turnlog.agent_gateway.hooks import MemorySink, RecorderIdentity, SessionRecorder
+from turnlog.schemas import SessionStarted
 
 pytestmark = pytest.mark.unit
 
@@ -58,9 +58,14 @@ class JoinedRoom(rtc.Room):
             handle=_handle(), info=participant_pb2.ParticipantInfo(sid="PA_agent",
                                                                    identity="agent-AJ_1")))
 
+        self.connected = True
+
     @property
     def local_participant(self) -> rtc.LocalParticipant:
         return self.agent
+
+    def isconnected(self) -> bool:
+        return self.connected
 
 
 @pytest.mark.asyncio
@@ -102,3 +107,30 @@ async def test_room_events_and_the_participants_already_there() -> None:
     assert not room._events.get("participant_connected")
 
 
+
+
+@pytest.mark.asyncio
+async def test_a_room_joined_after_recording_began_is_snapshot_once() -> None:
+    early = _remote("early", _publication("TR_early"))
+    room = JoinedRoom(early)
+    room.connected = False  # `record` before `ctx.connect()`: LiveKit announces no one
+    recorder, sink = new_recorder()
+    recorder.start(AgentSession(), started=STARTED, room=room)
+    assert sink.types == [t("session.started")]
+
+    room.connected = True
+    late = _remote("late")
+    room._remote_participants["late"] = late  # joined after the connect, announced
+    room.emit("participant_connected", late)
+    recorder.close()
+
+    assert sink.types == [
+        t("session.started"),
+        t("participant.joined"),  # the snapshot, taken with the first event after the join
+        t("track.published"),
+        t("participant.joined"),  # the late one, once: the snapshot skipped it
+        t("session.closed"),
+    ]
+    identities = [e.data.identity for e in sink.events if e.type == t("participant.joined")]
+    assert identities == ["early", "late"]
+    assert [e.sequence for e in sink.events] == list(range(1, 6))

@@ -11,10 +11,10 @@ from livekit.agents import Agent, AgentSession, function_tool, llm
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions
 from prometheus_client import CollectorRegistry
 
-from agent_gateway.hooks import MemorySink, RecorderIdentity, SessionRecorder
-from agent_gateway.hooks.speech_context import current_speech_id
-from agent_gateway.metrics import GatewayMetrics
-from schemas import SessionStarted
+from turnlog.agent_gateway.hooks import MemorySink, RecorderIdentity, SessionRecorder
+from turnlog.agent_gateway.hooks.speech_context import current_speech_id
+from turnlog.agent_gateway.metrics import GatewayMetrics
+from turnlog.schemas import SessionStarted
 
 pytestmark = pytest.mark.unit
 

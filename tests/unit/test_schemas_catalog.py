@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from schemas import (
+from turnlog.schemas import (
     EVENT_TYPES,
     EventPayload,
     MessageMetrics,
@@ -20,9 +20,9 @@ from schemas import (
     UnknownEventTypeError,
     lookup,
 )
-from schemas.base import is_valid_type
-from schemas.events import AgentMetrics, ModelUsage
-from schemas.export import expected_schemas
+from turnlog.schemas.base import is_valid_type
+from turnlog.schemas.events import AgentMetrics, ModelUsage
+from turnlog.schemas.export import expected_schemas
 
 pytestmark = pytest.mark.unit
 
@@ -162,7 +162,7 @@ def _all_record_classes() -> set[type[Record]]:
     pending: list[type[Record]] = [Record]
     while pending:
         for child in pending.pop().__subclasses__():
-            if child.__module__.startswith("schemas.") and child not in found:
+            if child.__module__.startswith("turnlog.schemas.") and child not in found:
                 found.add(child)
                 pending.append(child)
     return found
@@ -192,7 +192,7 @@ def test_schemas_imports_nothing_from_kafka_databases_or_livekit() -> None:
             for name in names:
                 assert not name.startswith(forbidden), f"{path.name} imports {name}"
     loaded = subprocess.run(
-        [sys.executable, "-c", "import schemas, sys; print(' '.join(sys.modules))"],
+        [sys.executable, "-c", "import turnlog.schemas, sys; print(' '.join(sys.modules))"],
         capture_output=True,
         text=True,
         check=True,

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from pydantic import AwareDatetime, BaseModel
 from pydantic.fields import FieldInfo
 
-from schemas import (
+from turnlog.schemas import (
     EVENT_TYPES,
     MAX_EVENT_BYTES,
     CloudEvent,

@@ -7,9 +7,9 @@ from typing import Annotated, Any, Literal
 import pytest
 from pydantic import BaseModel, Field
 
-from schemas import check_compatible
-from schemas.events import MetricsCollected
-from schemas.export import payload_schema
+from turnlog.schemas import check_compatible
+from turnlog.schemas.events import MetricsCollected
+from turnlog.schemas.export import payload_schema
 
 pytestmark = pytest.mark.unit
 

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import pytest
 from pydantic import ValidationError
 
-from schemas import (
+from turnlog.schemas import (
     Catalog,
     CloudEvent,
     ConversationItemAdded,
@@ -25,7 +25,7 @@ from schemas import (
     new_event,
     stream_source,
 )
-from schemas.catalog import CATALOG
+from turnlog.schemas.catalog import CATALOG
 
 pytestmark = pytest.mark.unit
 

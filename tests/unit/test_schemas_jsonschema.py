@@ -9,10 +9,10 @@ from typing import Any, ClassVar
 
 import pytest
 
-from schemas import Catalog, EventPayload, IncompatibleSchemaError
-from schemas.__main__ import main
-from schemas.catalog import CATALOG
-from schemas.export import (
+from turnlog.schemas import Catalog, EventPayload, IncompatibleSchemaError
+from turnlog.schemas.__main__ import main
+from turnlog.schemas.catalog import CATALOG
+from turnlog.schemas.export import (
     ENVELOPE_FILE,
     JSONSCHEMA_DIR,
     expected_schemas,
@@ -33,7 +33,7 @@ def test_checked_in_export_is_current() -> None:
         path.name: path.read_text(encoding="utf-8") for path in JSONSCHEMA_DIR.glob("*.json")
     }
     stale = sorted(name for name in expected if checked_in.get(name) != expected[name])
-    assert not stale, f"stale JSON Schemas, run `python -m schemas export`: {stale}"
+    assert not stale, f"stale JSON Schemas, run `python -m turnlog.schemas export`: {stale}"
     assert sorted(checked_in) == sorted(expected)
     assert find_stale() == []
 

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from schemas import (
+from turnlog.schemas import (
     DLQ_TOPIC,
     EVENTS_TOPIC,
     MAX_EVENT_BYTES,

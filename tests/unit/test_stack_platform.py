@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agent_gateway.config import load_gateway_settings
-from api.settings import load_api_settings
-from infra.stack.config import StackSettings
-from infra.stack.errors import PrerequisiteError
-from infra.stack.livekit import LiveKit, config_yaml
-from infra.stack.services import provider_choice, service_environment, service_specs
-from streams.config import load_streams_settings
+from turnlog.agent_gateway.config import load_gateway_settings
+from turnlog.api.settings import load_api_settings
+from turnlog.infra.stack.config import StackSettings
+from turnlog.infra.stack.errors import PrerequisiteError
+from turnlog.infra.stack.livekit import LiveKit, config_yaml
+from turnlog.infra.stack.services import provider_choice, service_environment, service_specs
+from turnlog.streams.config import load_streams_settings
 
 pytestmark = pytest.mark.unit
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from infra.cli import _redacted
-from infra.stack.config import StackSettings
-from infra.stack.errors import PrerequisiteError
-from infra.stack.kafka import Kafka, java_major_version, min_heap
-from infra.stack.process import ensure_port_free
-from projections.clickhouse.store import AnalyticsStoreError, connect
+from turnlog.infra.cli import _redacted
+from turnlog.infra.stack.config import StackSettings
+from turnlog.infra.stack.errors import PrerequisiteError
+from turnlog.infra.stack.kafka import Kafka, java_major_version, min_heap
+from turnlog.infra.stack.process import ensure_port_free
+from turnlog.projections.clickhouse.store import AnalyticsStoreError, connect
 
 pytestmark = pytest.mark.unit
 

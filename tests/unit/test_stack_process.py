@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.stack.process import pid_alive, spawn_detached, stop_pid
 from tests.conftest import zombie_children
+from turnlog.infra.stack.process import pid_alive, spawn_detached, stop_pid
 
 pytestmark = pytest.mark.unit
 

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from projections.records import SourceRecord
-from streams.config import load_streams_settings, redact_url
-from streams.errors import ConfigurationError
-from streams.journal import WriteJournal
-from streams.metrics import StreamsMetrics
-from streams.processor import BatchOutcome
-from streams.records import DeadLetter, OutRecord, RawRecord
 from tests.unit.test_streams_support import all_events
+from turnlog.projections.records import SourceRecord
+from turnlog.streams.config import load_streams_settings, redact_url
+from turnlog.streams.errors import ConfigurationError
+from turnlog.streams.journal import WriteJournal
+from turnlog.streams.metrics import StreamsMetrics
+from turnlog.streams.processor import BatchOutcome
+from turnlog.streams.records import DeadLetter, OutRecord, RawRecord
 
 pytestmark = pytest.mark.unit
 
@@ -118,9 +118,9 @@ def test_the_app_is_built_lazily_for_faust_cli_without_connecting(
 
     monkeypatch.setenv("TURNLOG_TOPIC_PREFIX", "lazy.")
     monkeypatch.setenv("TURNLOG_KAFKA_BOOTSTRAP", "127.0.0.1:1")  # nothing listens there
-    module = importlib.import_module("streams.app")
+    module = importlib.import_module("turnlog.streams.app")
     monkeypatch.delitem(module.__dict__, "app", raising=False)
-    app = module.app  # what `faust -A streams.app` reads
+    app = module.app  # what `faust -A turnlog.streams.app` reads
     conf = app.conf
     assert str(conf.processing_guarantee.value) == "at_least_once"
     assert (conf.web_enabled, conf.topic_allow_declare, conf.topic_disable_leader) == (
@@ -140,7 +140,7 @@ def test_the_app_is_built_lazily_for_faust_cli_without_connecting(
 def test_the_faust_engine_is_an_agent_over_the_events_topic(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from streams.app import create_app
+    from turnlog.streams.app import create_app
 
     monkeypatch.setenv("TURNLOG_TOPIC_PREFIX", "lazy.")
     monkeypatch.setenv("TURNLOG_STREAMS_ENGINE", "faust")

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from schemas import ModelInfo, decode
-from streams.derived import (
+from turnlog.schemas import ModelInfo, decode
+from turnlog.streams.derived import (
     SESSIONS_SOURCE,
     TURNS_SOURCE,
     SessionRows,

@@ -6,10 +6,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-from schemas import SchemaError, decode
-from streams.dlq import MAX_MESSAGE_CHARS, MAX_VALUE_BYTES, dead_letter_record, decoded_headers
-from streams.records import DeadLetter, RawRecord
 from tests.unit.test_streams_support import BAD_KINDS, EXPECTED_REASON, all_events, bad_body
+from turnlog.schemas import SchemaError, decode
+from turnlog.streams.dlq import (
+    MAX_MESSAGE_CHARS,
+    MAX_VALUE_BYTES,
+    dead_letter_record,
+    decoded_headers,
+)
+from turnlog.streams.records import DeadLetter, RawRecord
 
 pytestmark = pytest.mark.unit
 

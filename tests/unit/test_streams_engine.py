@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from aiokafka import TopicPartition
 
-from streams.engine import offset_bounds, skipped_ahead
-from streams.records import RawRecord
+from turnlog.streams.engine import offset_bounds, skipped_ahead
+from turnlog.streams.records import RawRecord
 
 pytestmark = pytest.mark.unit
 

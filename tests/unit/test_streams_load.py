@@ -21,7 +21,7 @@ from bench.streams_measure import (
     time_to_reach,
 )
 from bench.streams_mix import Mix, Session, session_steps
-from schemas import CloudEvent, ConversationItemAdded, MetricsCollected, decode, encode
+from turnlog.schemas import CloudEvent, ConversationItemAdded, MetricsCollected, decode, encode
 
 pytestmark = pytest.mark.unit
 

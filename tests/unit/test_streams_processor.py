@@ -10,17 +10,6 @@ from typing import Any
 import psycopg
 import pytest
 
-from projections.postgres.errors import ProjectionWriteError, UnhandledEventError
-from projections.postgres.memory import InMemoryProjection
-from projections.postgres.writer import BatchResult
-from projections.records import SourceRecord
-from schemas import EVENTS_TOPIC, decode
-from streams.dlq import decoded_headers
-from streams.errors import SinkUnavailableError
-from streams.isolate import RetryPolicy
-from streams.processor import BatchOutcome, BatchProcessor, decode_records
-from streams.records import RawRecord
-from streams.state import MemoryState
 from tests.unit.test_streams_support import (
     BAD_KINDS,
     EXPECTED_REASON,
@@ -30,6 +19,17 @@ from tests.unit.test_streams_support import (
     mixed_bodies,
     renamed,
 )
+from turnlog.projections.postgres.errors import ProjectionWriteError, UnhandledEventError
+from turnlog.projections.postgres.memory import InMemoryProjection
+from turnlog.projections.postgres.writer import BatchResult
+from turnlog.projections.records import SourceRecord
+from turnlog.schemas import EVENTS_TOPIC, decode
+from turnlog.streams.dlq import decoded_headers
+from turnlog.streams.errors import SinkUnavailableError
+from turnlog.streams.isolate import RetryPolicy
+from turnlog.streams.processor import BatchOutcome, BatchProcessor, decode_records
+from turnlog.streams.records import RawRecord
+from turnlog.streams.state import MemoryState
 
 pytestmark = pytest.mark.unit
 
@@ -232,7 +232,7 @@ class PoisonedClickHouse:
         self.written: list[int] = []
 
     def write_batch(self, records: Sequence[SourceRecord]) -> int:
-        from projections.clickhouse.store import QueryFailedError
+        from turnlog.projections.clickhouse.store import QueryFailedError
 
         if any(r.event.id == self.poisoned for r in records):
             raise QueryFailedError("Code: 53. Type mismatch", code=53)
@@ -241,7 +241,7 @@ class PoisonedClickHouse:
 
 
 def test_clickhouse_isolates_its_own_bad_event_after_postgres(tmp_path: Any) -> None:
-    from streams.journal import WriteJournal
+    from turnlog.streams.journal import WriteJournal
 
     projection = InMemoryProjection()
     clickhouse = PoisonedClickHouse(EVENTS[50].id)
@@ -279,7 +279,7 @@ class HalfWayClickHouse:
         self.writes: list[list[tuple[int, int]]] = []
 
     def write_batch(self, records: Sequence[SourceRecord]) -> int:
-        from projections.clickhouse.store import QueryFailedError
+        from turnlog.projections.clickhouse.store import QueryFailedError
 
         self.writes.append(sorted((r.partition, r.offset) for r in records))
         self.store.keys |= {r.key for r in records}  # `events` took them
@@ -290,7 +290,7 @@ class HalfWayClickHouse:
 
 
 def test_a_batch_processed_again_first_finishes_its_unfinished_write(tmp_path: Any) -> None:
-    from streams.journal import WriteJournal
+    from turnlog.streams.journal import WriteJournal
 
     projection = InMemoryProjection()
     clickhouse = HalfWayClickHouse(failures=1)

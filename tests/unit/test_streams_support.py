@@ -8,7 +8,8 @@ import zlib
 from collections.abc import Iterable
 from typing import Any
 
-from schemas import (
+from tests.fixtures.make_sessions import load
+from turnlog.schemas import (
     EVENTS_TOPIC,
     CloudEvent,
     UserTranscribed,
@@ -16,8 +17,7 @@ from schemas import (
     encode,
     new_event,
 )
-from streams.records import RawRecord
-from tests.fixtures.make_sessions import load
+from turnlog.streams.records import RawRecord
 
 SESSIONS = load()
 """The recorded sessions (tests/fixtures/sessions/*.jsonl) by name, in sequence order."""

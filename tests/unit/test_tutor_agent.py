@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from livekit.agents import llm
 
-from agent_gateway.agent import CURRICULUM, TutorAgent, assess, example_for, lesson_key
+from examples.tutor.agent import CURRICULUM, TutorAgent, assess, example_for, lesson_key
 
 pytestmark = pytest.mark.unit
 

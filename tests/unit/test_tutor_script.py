@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent_gateway.providers.numbers import answer_arithmetic, parse_number, say_number
-from agent_gateway.providers.tutor_script import (
+from turnlog.agent_gateway.offline.numbers import answer_arithmetic, parse_number, say_number
+from turnlog.agent_gateway.offline.tutor_script import (
     CHECK_UNDERSTANDING,
     GREETING,
     PROVIDE_EXAMPLE,

@@ -1,4 +1,4 @@
-"""The example agent: a patient tutor with two function tools, so tool events are real.
+"""The tutor agent: a patient tutor with two function tools, so tool events are real.
 
 The tools answer from a small curriculum, deterministically: `provide_example` gives an
 everyday example of a topic, `check_understanding` compares the student's answer with the

@@ -20,7 +20,7 @@ from typing import Never
 from livekit.agents import APIConnectOptions, APIError, tts, utils
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS
 
-from agent_gateway.providers.errors import ProviderConfigError
+from turnlog.agent_gateway.providers.errors import ProviderConfigError
 
 DEFAULT_VOICE = "cmu_us_slt_arctic_hts"
 SAMPLE_RATE = 24000

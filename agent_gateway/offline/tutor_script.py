@@ -13,7 +13,7 @@ import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
-from agent_gateway.providers.numbers import ARITHMETIC, answer_arithmetic
+from turnlog.agent_gateway.offline.numbers import ARITHMETIC, answer_arithmetic
 
 CHECK_UNDERSTANDING = "check_understanding"
 PROVIDE_EXAMPLE = "provide_example"

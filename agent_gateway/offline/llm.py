@@ -19,7 +19,7 @@ from typing import Any, Never
 from livekit.agents import APIConnectOptions, llm, utils
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, NotGivenOr
 
-from agent_gateway.providers.tutor_script import Reply, ToolOutcome, reply_to
+from turnlog.agent_gateway.offline.tutor_script import Reply, ToolOutcome, reply_to
 
 CHARS_PER_TOKEN = 4
 

@@ -22,7 +22,7 @@ from livekit.agents.language import LanguageCode
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, NotGivenOr, TimedString
 from livekit.agents.utils import AudioBuffer
 
-from agent_gateway.providers.sphinx_process import SphinxPool, SphinxProcess
+from turnlog.agent_gateway.offline.sphinx_process import SphinxPool, SphinxProcess
 
 SAMPLE_RATE = 16000
 LANGUAGE = LanguageCode("en-US")

@@ -16,9 +16,9 @@ from typing import Any
 
 from livekit.agents import APIConnectionError
 
-from agent_gateway.providers.sphinx_worker import HEADER
+from turnlog.agent_gateway.offline.sphinx_worker import HEADER
 
-logger = logging.getLogger("agent_gateway.providers")
+logger = logging.getLogger("turnlog.agent_gateway.providers")
 
 WORKER_SCRIPT = Path(__file__).with_name("sphinx_worker.py")
 START_TIMEOUT = 60.0

@@ -1,0 +1,1 @@
+"""Agents that use Turnlog, written as LiveKit users write them (run from the repository)."""
