@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from livekit import api
 from livekit.agents import AgentSession, JobContext, JobExecutorType
 from prometheus_client import CollectorRegistry
 
@@ -36,12 +37,14 @@ from turnlog.agent_gateway.hooks import (
 from turnlog.agent_gateway.hooks.convert import model_info
 from turnlog.agent_gateway.metrics import GatewayMetrics, RegistryMirror, forget_process
 from turnlog.agent_gateway.publisher import Publisher, PublisherSettings, PublisherStats
-from turnlog.schemas import SessionStarted
+from turnlog.schemas import SessionClosed, SessionStarted
 
 logger = logging.getLogger("turnlog.gateway")
 
 MIRROR_INTERVAL: Final = 5.0
 """Seconds between two copies of the publisher's metrics to the multiprocess files."""
+END_JOB_TIMEOUT: Final = 10.0
+"""Seconds to wait for the server to end a job whose dispatch was deleted."""
 DEFAULT_AGENT_NAME: Final = "agent"
 """The events' agent name when neither the settings nor the job name one."""
 _SECRET_VARIABLE: Final = re.compile(r"(KEY|SECRET|TOKEN|PASSWORD|CREDENTIALS?)$", re.IGNORECASE)
@@ -78,6 +81,7 @@ async def record(
     queue_size: int | None = None,
     publisher_close_timeout: float | None = None,
     secrets: Iterable[str] = (),
+    end_job: bool = True,
 ) -> Recording:
     """Record every lifecycle hook of `session` in job `ctx` to Kafka; call it before
     `session.start()`, so the first agent's handoff is recorded too.
@@ -89,6 +93,11 @@ async def record(
     SECRET, TOKEN, PASSWORD or CREDENTIALS. Never blocks on Kafka: while it is unreachable
     the events wait in the spool. Raises `ConfigurationError` for invalid settings and
     `RuntimeError` for a session that is already being recorded.
+
+    With `end_job` (the default), the job ends, as a success, once every session recorded
+    in it has closed (see `end_job`): an agent left alone in the room would otherwise stay
+    until the LiveKit server closes the room and count as failed. Pass False to keep the
+    job for a later session.
     """
     settings = load_record_settings(
         kafka_bootstrap=kafka_bootstrap,
@@ -99,6 +108,8 @@ async def record(
         publisher_close_timeout=publisher_close_timeout,
     )
     job = await _job_recording(ctx, settings)
+    if end_job:
+        job.end_with_sessions(ctx)
     recorder = job.recorder(
         room_name=ctx.room.name or ctx.job.room.name,
         secrets=(*secret_values(os.environ), *secrets),
@@ -179,6 +190,30 @@ def session_started(
     )
 
 
+async def end_job(ctx: JobContext, *, reason: str) -> None:
+    """End a job whose sessions are over, as a success.
+
+    The LiveKit server fails a job whose agent leaves the room while the job runs ("agent
+    worker left the room"), and livekit-agents reports a job's end only after its process
+    has left the room: an agent that simply shuts down is always counted as failed. So the
+    job's dispatch is deleted first (the server's public API, with the worker's own
+    LIVEKIT_* credentials): the server then ends the job as a success and tells the worker
+    to stop it. Without a dispatch id or when the call fails, the job shuts down itself.
+    """
+    dispatch_id = ctx.job.dispatch_id
+    if dispatch_id:
+        try:
+            async with asyncio.timeout(END_JOB_TIMEOUT), api.LiveKitAPI() as lk:
+                await lk.agent_dispatch.delete_dispatch(dispatch_id, ctx.job.room.name)
+        except Exception as error:  # any failure: fall back to the job's own shutdown
+            logger.warning("job %s: its dispatch could not be ended (%s); shutting down",
+                           ctx.job.id, type(error).__name__)  # fmt: skip
+        else:
+            await asyncio.sleep(END_JOB_TIMEOUT)  # the server's termination normally ends us
+            logger.info("job %s: no termination from the server; shutting down", ctx.job.id)
+    ctx.shutdown(reason)
+
+
 @functools.cache
 def process_metrics() -> GatewayMetrics:
     """The metrics of this process, created on first use (a process may run several jobs
@@ -218,6 +253,20 @@ class JobRecording:
         self._mirror = RegistryMirror(registry) if registry is not None else None
         self._mirror_task: asyncio.Task[None] | None = None
         self.recorders: list[SessionRecorder] = []
+        self._end: JobContext | None = None
+        self._end_task: asyncio.Task[None] | None = None
+
+    def end_with_sessions(self, ctx: JobContext) -> None:
+        """End the job (`ctx.shutdown`) when its last recorded session has closed."""
+        self._end = ctx
+
+    def _session_closed(self, _recorder: SessionRecorder, closed: SessionClosed) -> None:
+        if self._end is None or not all(r.closed for r in self.recorders):
+            return
+        ctx, self._end = self._end, None
+        self._end_task = asyncio.get_running_loop().create_task(
+            end_job(ctx, reason=f"session closed: {closed.reason}")
+        )
 
     async def start(self) -> None:
         await self.publisher.start()
@@ -233,6 +282,7 @@ class JobRecording:
             ),
             metrics=process_metrics(),
             secrets=secrets,
+            on_closed=self._session_closed,
         )
         self.recorders.append(recorder)
         return recorder
@@ -240,6 +290,10 @@ class JobRecording:
     async def shutdown(self, reason: str) -> None:
         """The job's shutdown callback (after LiveKit closed the sessions)."""
         _jobs.pop(self._job_id, None)
+        if self._end_task is not None and not self._end_task.done():
+            self._end_task.cancel()  # the server's termination came first
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._end_task
         for recorder in self.recorders:
             if recorder.close("job_shutdown"):
                 logger.info(

@@ -67,11 +67,13 @@ class SessionRecorder:
         session_id: str | None = None,
         metrics: GatewayMetrics | None = None,
         secrets: Iterable[str] = (),
+        on_closed: Callable[[SessionRecorder, SessionClosed], None] | None = None,
     ) -> None:
         self.session_id = session_id or str(uuid_utils.uuid7())
         self.identity = identity
         self._sink = sink
         self._metrics = metrics
+        self._on_closed = on_closed
         self._source = agent_source(identity.agent_name, identity.worker_id)
         self._subject = identity.room_name or "-"
         self._sequence = 0
@@ -130,10 +132,13 @@ class SessionRecorder:
         return self._closed
 
     def finish(self, closed: SessionClosed, *, at: float | None) -> None:
-        """Record `closed` as the last event and detach from every emitter."""
+        """Record `closed` as the last event, detach from every emitter, and tell the
+        `on_closed` callback."""
         self.record(closed, at=at)
         self._closed = True
         self.detach()
+        if self._on_closed is not None:
+            self._on_closed(self, closed)
 
     def detach(self) -> None:
         """Unsubscribe every hook; safe to call twice."""
