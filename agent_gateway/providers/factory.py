@@ -1,7 +1,8 @@
 """Building the session's STT, LLM, TTS and VAD from `ProviderSettings`.
 
 `offline` (the default) needs no key and no network: pocketsphinx, a template tutor and
-Festival. `openai` and `deepgram` go through their LiveKit plugins (see `cloud`).
+Festival (`turnlog.agent_gateway.offline`). Cloud providers go through their LiveKit
+plugins (`cloud`); several for a stage through LiveKit's `FallbackAdapter`.
 """
 
 from __future__ import annotations
@@ -38,14 +39,17 @@ class Providers:
     tts: tts.TTS[Any]
     vad: vad.VAD
     stt_provider: str
+    """The chosen provider(s), as configured (`openai,anthropic`)."""
     llm_provider: str
     tts_provider: str
 
     def describe(self) -> ProviderDescription:
+        """Provider and model of each component as the component itself names them (a
+        `FallbackAdapter` names the one that serves first), as `session.started` does."""
         return ProviderDescription(
-            stt=ModelInfo(provider=self.stt_provider, model=self.stt.model),
-            llm=ModelInfo(provider=self.llm_provider, model=self.llm.model),
-            tts=ModelInfo(provider=self.tts_provider, model=self.tts.model),
+            stt=ModelInfo(provider=self.stt.provider, model=self.stt.model),
+            llm=ModelInfo(provider=self.llm.provider, model=self.llm.model),
+            tts=ModelInfo(provider=self.tts.provider, model=self.tts.model),
         )
 
     async def aclose(self) -> None:
@@ -62,41 +66,42 @@ def load_vad() -> vad.VAD:
 
 
 def build_providers(settings: ProviderSettings, *, vad: vad.VAD | None = None) -> Providers:
-    """Construct the chosen providers. A chosen cloud provider without its key, or an
-    offline engine that is not installed, raises `ProviderConfigError`."""
+    """Construct the chosen providers; several for a stage become LiveKit's
+    `FallbackAdapter` over them, in the order given. A chosen cloud provider without its
+    key, a plugin that is not installed, or an offline engine that is missing raises
+    `ProviderConfigError`."""
     settings.require_keys()
-    stt_, stt_provider = _build_stt(settings)
-    llm_, llm_provider = _build_llm(settings)
-    tts_, tts_provider = _build_tts(settings)
+    vad_ = vad if vad is not None else load_vad()
+    stts = [_build_stt(settings, choice) for choice in settings.choices("stt")]
+    llms = [_build_llm(settings, choice) for choice in settings.choices("llm")]
+    ttss = [_build_tts(settings, choice) for choice in settings.choices("tts")]
     return Providers(
-        stt=stt_,
-        llm=llm_,
-        tts=tts_,
-        vad=vad if vad is not None else load_vad(),
-        stt_provider=stt_provider,
-        llm_provider=llm_provider,
-        tts_provider=tts_provider,
+        stt=stts[0] if len(stts) == 1 else stt.FallbackAdapter(stts, vad=vad_),
+        llm=llms[0] if len(llms) == 1 else llm.FallbackAdapter(llms),
+        tts=ttss[0] if len(ttss) == 1 else tts.FallbackAdapter(ttss),
+        vad=vad_,
+        stt_provider=settings.stt,
+        llm_provider=settings.llm,
+        tts_provider=settings.tts,
     )
 
 
-def _build_stt(settings: ProviderSettings) -> tuple[stt.STT[Any], str]:
-    if settings.stt == "openai":
-        return cloud.openai_stt(settings), "openai"
-    if settings.stt == "deepgram":
-        return cloud.deepgram_stt(settings), "deepgram"
-    offline = OfflineSTT()
-    return offline, offline.provider
+def _build_stt(settings: ProviderSettings, choice: str) -> stt.STT[Any]:
+    if choice == "offline":
+        return OfflineSTT()
+    component: stt.STT[Any] = cloud.build("stt", choice, settings)
+    return component
 
 
-def _build_llm(settings: ProviderSettings) -> tuple[llm.LLM[Any], str]:
-    if settings.llm == "openai":
-        return cloud.openai_llm(settings), "openai"
-    offline = OfflineLLM(first_token_delay=settings.offline_llm_first_token_delay)
-    return offline, offline.provider
+def _build_llm(settings: ProviderSettings, choice: str) -> llm.LLM[Any]:
+    if choice == "offline":
+        return OfflineLLM(first_token_delay=settings.offline_llm_first_token_delay)
+    component: llm.LLM[Any] = cloud.build("llm", choice, settings)
+    return component
 
 
-def _build_tts(settings: ProviderSettings) -> tuple[tts.TTS[Any], str]:
-    if settings.tts == "openai":
-        return cloud.openai_tts(settings), "openai"
-    offline = OfflineTTS(voice=settings.offline_tts_voice)
-    return offline, offline.provider
+def _build_tts(settings: ProviderSettings, choice: str) -> tts.TTS[Any]:
+    if choice == "offline":
+        return OfflineTTS(voice=settings.offline_tts_voice)
+    component: tts.TTS[Any] = cloud.build("tts", choice, settings)
+    return component

@@ -192,7 +192,8 @@ def check_session_log(events: list[CloudEvent[Any]]) -> CloudEvent[Any]:
     assert types[-1] == t("session.closed")
     assert types.count(t("session.closed")) == 1
     items = [e for e in events if e.type == t("conversation.item_added")]
-    assert items and all(e.data.turn_id for e in items)
+    assert items
+    assert all(e.data.turn_id for e in items)
     return events[0]
 
 

@@ -115,7 +115,7 @@ def test_an_empty_or_placeholder_key_is_refused(clean_env: pytest.MonkeyPatch, v
 
 
 def test_an_unknown_choice_names_the_variable(clean_env: pytest.MonkeyPatch) -> None:
-    clean_env.setenv("TURNLOG_TTS", "deepgram")  # deepgram is speech-to-text only here
+    clean_env.setenv("TURNLOG_TTS", "anthropic")  # anthropic serves the LLM only
 
     with pytest.raises(ProviderConfigError, match="TURNLOG_TTS"):
         load_provider_settings()
@@ -185,10 +185,14 @@ async def test_cloud_profile_builds_plugins_without_touching_the_network() -> No
         assert isinstance(providers.llm, openai.LLM)
         assert isinstance(providers.tts, openai.TTS)
         description = providers.describe()
-        assert (description.stt.provider, description.stt.model) == ("deepgram", "nova-3")
-        assert (description.llm.provider, description.llm.model) == ("openai", "gpt-4.1-mini")
+        # as the plugins name themselves (OpenAI's by its API host)
+        assert (description.stt.provider, description.stt.model) == ("Deepgram", "nova-3")
+        assert (description.llm.provider, description.llm.model) == (
+            "api.openai.com",
+            "gpt-4.1-mini",
+        )
         assert (description.tts.provider, description.tts.model) == (
-            "openai",
+            "api.openai.com",
             "gpt-4o-mini-tts",
         )
     finally:
