@@ -11,6 +11,7 @@ at shutdown is written before the process exits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -77,6 +78,7 @@ class IssuanceLog:
             sql.SQL(", ").join(map(sql.Identifier, _COLUMNS)),
         )
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self.failing = False
         """Whether the last write failed (reported by readiness)."""
 
@@ -90,9 +92,13 @@ class IssuanceLog:
         self._task = asyncio.create_task(self._run(), name="issuance-log")
 
     async def stop(self) -> None:
-        """Stop the writer and write what is left (once; logged when it fails)."""
+        """Stop the writer and write what is left (once; logged when it fails).
+
+        The writer is asked to stop, not cancelled: a cancel landing while a batch is in
+        the writer thread would drop the batch from the buffer while the thread's write
+        races the pool's closing (seen as a run that lost the last issuances)."""
         if self._task is not None:
-            self._task.cancel()
+            self._stopping.set()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         await self.flush()
@@ -121,6 +127,7 @@ class IssuanceLog:
             copy.write(data)
 
     async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._interval)
             await self.flush()

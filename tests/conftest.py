@@ -19,6 +19,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from tests import stream_guard
 from turnlog.infra.stack.config import StackSettings, load_settings
 from turnlog.infra.stack.stack import Stack
 from turnlog.infra.stack.topics import ensure_topics
@@ -31,6 +32,8 @@ from turnlog.projections.clickhouse.store import (
 )
 from turnlog.projections.postgres.migrate import migrate_postgres
 from turnlog.schemas.topics import TopicSpec, topic_specs
+
+stream_guard.install()
 
 
 def unique(prefix: str) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 
 from livekit.agents import APIConnectionError
 
+from turnlog.agent_gateway.offline.spawn import spawn
 from turnlog.agent_gateway.offline.sphinx_worker import HEADER
 
 logger = logging.getLogger("turnlog.agent_gateway.providers")
@@ -36,7 +37,7 @@ class SphinxProcess:
 
     @classmethod
     async def spawn(cls, options: dict[str, Any]) -> SphinxProcess:
-        proc = await asyncio.create_subprocess_exec(
+        proc = await spawn(
             sys.executable,
             "-P",  # no script folder on sys.path: the worker imports only pocketsphinx
             str(WORKER_SCRIPT),

@@ -10,7 +10,6 @@ the voice loop never blocks; the session's `tts.StreamAdapter` sends a sentence 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import shutil
 import struct
@@ -20,6 +19,7 @@ from typing import Never
 from livekit.agents import APIConnectOptions, APIError, tts, utils
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS
 
+from turnlog.agent_gateway.offline.spawn import spawn, stop
 from turnlog.agent_gateway.providers.errors import ProviderConfigError
 
 DEFAULT_VOICE = "cmu_us_slt_arctic_hts"
@@ -64,7 +64,7 @@ class OfflineTTS(tts.TTS[Never]):  # no events beyond the base ones
         self._prewarm_task = loop.create_task(self._warm_up())
 
     async def _warm_up(self) -> None:
-        proc = await asyncio.create_subprocess_exec(
+        proc = await spawn(
             *self.command(),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.DEVNULL,
@@ -73,10 +73,7 @@ class OfflineTTS(tts.TTS[Never]):  # no events beyond the base ones
         try:
             await proc.communicate(b"hello\n")
         finally:
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
+            await stop(proc)
 
     async def aclose(self) -> None:
         if self._prewarm_task is not None:
@@ -125,7 +122,7 @@ class FestivalChunkedStream(tts.ChunkedStream):
         output_emitter.flush()
 
     async def _synthesize(self, text: str) -> bytes:
-        proc = await asyncio.create_subprocess_exec(
+        proc = await spawn(
             *self._festival.command(),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
@@ -139,10 +136,7 @@ class FestivalChunkedStream(tts.ChunkedStream):
         except TimeoutError as e:
             raise APIError("text2wave timed out", retryable=True) from e
         finally:
-            if proc.returncode is None:  # cancelled (an interruption) or timed out
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
+            await stop(proc)  # a no-op but for an interruption or a timeout
         if proc.returncode != 0 or not out:
             detail = err.decode(errors="replace").strip()[:300]
             raise APIError(f"text2wave failed (exit {proc.returncode}): {detail}", retryable=False)

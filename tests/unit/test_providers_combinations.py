@@ -5,7 +5,6 @@ model, read from the plugin objects themselves."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from typing import Any, cast
 
 import pytest
@@ -58,14 +57,13 @@ def silero() -> vad.VAD:
 
 
 @pytest.fixture
-def keys(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def keys(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("TURNLOG_") or name in EVERY_KEY:
             monkeypatch.delenv(name)
     for name, value in FAKE_KEYS.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-    yield
 
 
 def recorded_start(session: AgentSession[Any]) -> Any:
