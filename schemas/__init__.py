@@ -16,7 +16,7 @@ from turnlog.schemas.catalog import (
     lookup,
     register_upcaster,
 )
-from turnlog.schemas.codec import MAX_EVENT_BYTES, decode, encode, new_event
+from turnlog.schemas.codec import MAX_EVENT_BYTES, decode, encode, new_event, trusted_event
 from turnlog.schemas.compat import check_compatible
 from turnlog.schemas.envelope import (
     STRUCTURED_CONTENT_TYPE,
@@ -79,6 +79,7 @@ __all__ = [
     "encode",
     "lookup",
     "new_event",
+    "trusted_event",
     "register_upcaster",
     "stream_source",
     "topic_specs",

@@ -33,7 +33,13 @@ from turnlog.agent_gateway.hooks.convert import utc
 from turnlog.agent_gateway.hooks.session_hooks import SessionHooks
 from turnlog.agent_gateway.hooks.sink import EventSink
 from turnlog.agent_gateway.metrics import GatewayMetrics
-from turnlog.schemas import EventPayload, SessionClosed, SessionStarted, agent_source, new_event
+from turnlog.schemas import (
+    EventPayload,
+    SessionClosed,
+    SessionStarted,
+    agent_source,
+    trusted_event,
+)
 from turnlog.schemas.events.session import CloseReason, ErrorDetail
 
 logger = logging.getLogger(__name__)
@@ -159,7 +165,7 @@ class SessionRecorder:
             self._snapshot_pending = False
             self._record_room_snapshot(self._room)
         sequence = self._sequence + 1
-        event = new_event(
+        event = trusted_event(  # our own ids, sequence and clock: valid by construction
             payload,
             session_id=self.session_id,
             sequence=sequence,
