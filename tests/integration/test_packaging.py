@@ -62,4 +62,11 @@ def test_a_plain_install_is_the_recorder_alone(tmp_path: Path) -> None:
     assert out[0] == str(sorted(
         ["ConfigurationError", "GatewayError", "RecordSettings", "Recording", "record"]))
     assert out[1] == "[]"
+
+    # the platform's command says what it needs rather than failing with a trace
+    command = subprocess.run([str(env_dir / "bin" / "turnlog"), "stack", "status"],
+                             capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
+    assert command.returncode == 2
+    assert "pip install 'turnlog[platform]'" in command.stderr
+    assert "Traceback" not in command.stderr
     assert sys.version_info[:2] == (3, 11)
