@@ -126,7 +126,16 @@ async def reject_unknown_query(request: Request) -> None:
 def check_query(request: Request) -> None:
     """A query parameter the route does not declare, or one given twice (every parameter
     is a single value), is an error (422), not ignored: a misspelt filter must not
-    silently list everything."""
+    silently list everything. So is a NUL character in a path or query value: no store
+    can hold one (PostgreSQL refuses it), and it must not reach one as a 500."""
+    nul = [
+        {"loc": (where, name), "msg": "must not contain a NUL character", "type": "nul_char"}
+        for where, values in (("path", request.path_params.items()),
+                              ("query", request.query_params.multi_items()))
+        for name, value in values if isinstance(value, str) and "\x00" in value
+    ]  # fmt: skip
+    if nul:
+        raise RequestValidationError(nul)
     if not request.scope.get("query_string"):
         return
     route = request.scope.get("route")

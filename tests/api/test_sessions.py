@@ -222,3 +222,16 @@ def test_event_history_from_the_analytics_store(
     assert [e["event_id"] for e in seen] == [e.id for e in happy]
     closed = seen[-1]
     assert closed["data"]["reason"] == "participant_disconnected"
+
+
+def test_a_nul_character_is_refused_by_name_not_a_500(client: TestClient, keys: Keys) -> None:
+    auth = keys.auth(keys.read)  # found by the OpenAPI fuzz: PostgreSQL refuses NUL in text
+
+    listed = client.get("/v1/sessions", params={"room": "a\x00b"}, headers=auth)
+    one = client.get("/v1/sessions/a%00b/events", headers=auth)
+
+    assert listed.status_code == 422
+    assert listed.json()["field"] == "query.room"
+    assert listed.json()["message"] == "query.room: must not contain a NUL character"
+    assert one.status_code == 422
+    assert one.json()["field"] == "path.session_id"

@@ -36,6 +36,8 @@ class RunningPlatform:
     topics: Topics
     api_key: str
     agent_name: str
+    livekit_log: Path
+    """The shared LiveKit server's log."""
 
     @property
     def logs(self) -> Path:
@@ -67,6 +69,7 @@ def platform(
     try:
         services.up(report=lambda line: None)
         key = demo_key(settings, schema=pg_schema.name, path=state / "api-key")
-        yield RunningPlatform(settings, services, pg_schema, topics, key, agent_name)
+        yield RunningPlatform(settings, services, pg_schema, topics, key, agent_name,
+                              stack.settings.logs_dir / "livekit.log")
     finally:
         services.down(report=lambda line: None)

@@ -33,6 +33,7 @@ from aiokafka import AIOKafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import RunningPlatform
+from tests.livekit_jobs import job_end_status
 from turnlog.infra.demo.run import DEMO_QUESTIONS, run_demo
 from turnlog.infra.stack.errors import StackError
 from turnlog.infra.stack.process import tail
@@ -170,6 +171,10 @@ def test_voice_call_through_livekit_is_recorded_everywhere(platform: RunningPlat
         parameters=sid, database=database,
     )[0][0]  # fmt: skip
     assert answered >= len(DEMO_QUESTIONS)
+
+    # the LiveKit server counts the call's job as a success (a normal end is a normal end)
+    started = next(e for e in events if e["type"] == "turnlog.session.started.v1")
+    assert job_end_status(platform.livekit_log, started["data"]["job_id"]) == "JS_SUCCESS"
 
     # the gateway: nothing dropped, nothing left behind, every event sent
     counters = eventually(

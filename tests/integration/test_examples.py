@@ -11,7 +11,6 @@ network are needed.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -28,6 +27,7 @@ from livekit import api, rtc
 
 from tests.conftest import Topics, unique
 from tests.fixtures.fake_openai import FakeOpenAI, fake_openai
+from tests.livekit_jobs import job_end_status
 from turnlog.infra.stack.stack import Stack
 from turnlog.schemas import EVENTS_TOPIC, CloudEvent, decode
 
@@ -166,19 +166,10 @@ class Conversation:
             if event.subject == self.room_name:
                 self.events.append(event)
 
-    def job_status(self, *, within: float = 30) -> str:
-        """How the LiveKit server ended this room's agent job, from its log ("job ended",
-        with a status and an error)."""
-        job_id = self.events[0].data.job_id
-        log = self.stack.settings.logs_dir / "livekit.log"
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            for line in log.read_text(errors="replace").splitlines():
-                if "job ended" in line and f'"jobID": "{job_id}"' in line:
-                    fields = json.loads(line[line.index("{"):])
-                    return f"{fields['status']} {fields.get('error', '')}".strip()
-            time.sleep(0.5)
-        return "no end reported"
+    def job_status(self) -> str:
+        """How the LiveKit server ended this room's agent job."""
+        return job_end_status(self.stack.settings.logs_dir / "livekit.log",
+                              self.events[0].data.job_id)  # fmt: skip
 
 
 def check_session_log(events: list[CloudEvent[Any]]) -> CloudEvent[Any]:
