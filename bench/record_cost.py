@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -126,12 +127,17 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=4000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sessions", type=int, default=8)
+    parser.add_argument("--switch-interval", type=float, default=None,
+                        help="sys.setswitchinterval for the whole run, seconds")
     args = parser.parse_args()
+    if args.switch_interval is not None:
+        sys.setswitchinterval(args.switch_interval)
     random.seed(SEED)
     print(f"seed {SEED}")
     settings = load_settings()
     events = interleaved_events(args.sessions, args.events // args.sessions)
-    print(f"{len(events)} events of {args.sessions} sessions; {args.repeats} repeats")
+    print(f"{len(events)} events of {args.sessions} sessions; {args.repeats} repeats; "
+          f"GIL switch interval {sys.getswitchinterval() * 1000:.2f} ms")
     with scratch_topic(settings.kafka_bootstrap) as topic:
         for pattern in ("voice", "burst"):
             rec: list[tuple[Run, float]] = []
