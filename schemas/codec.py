@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from turnlog.schemas.base import EventPayload
 from turnlog.schemas.catalog import CATALOG, Catalog
-from turnlog.schemas.envelope import SPEC_VERSION, CloudEvent
+from turnlog.schemas.envelope import DATA_CONTENT_TYPE, SPEC_VERSION, CloudEvent
 from turnlog.schemas.errors import (
     EventTooLargeError,
     InvalidPayloadError,
@@ -48,19 +48,10 @@ def new_event(
 ) -> CloudEvent[P]:
     """Wrap `payload` in an envelope. `time` defaults to now, `event_id` to a new UUIDv7;
     `MalformedEventError` names any invalid envelope field (naive time, sequence < 1...)."""
+    fields = _envelope(payload, session_id=session_id, sequence=sequence, source=source,
+                       subject=subject, time=time, event_id=event_id)  # fmt: skip
     try:
-        return CloudEvent(
-            specversion=SPEC_VERSION,
-            id=event_id if event_id is not None else str(uuid_utils.uuid7()),
-            source=source,
-            type=payload.TYPE,
-            time=time if time is not None else datetime.now(UTC),
-            subject=subject,
-            sessionid=session_id,
-            sequence=sequence,
-            partitionkey=session_id,
-            data=payload,
-        )
+        return CloudEvent(**fields)
     except ValidationError as error:
         raise MalformedEventError(
             f"invalid envelope for {payload.TYPE}: " + summarize(describe_validation_error(error)),
@@ -83,24 +74,44 @@ def trusted_event(
     time, a source from `agent_source`). The payload is validated as always, when it was
     built. Equal to `new_event`'s result for the same values (tested)."""
     event: CloudEvent[P] = CloudEvent.__new__(CloudEvent)
-    fields = {
-        "specversion": SPEC_VERSION,
-        "id": str(uuid_utils.uuid7()),
-        "source": source,
-        "type": payload.TYPE,
-        "time": time if time is not None else datetime.now(UTC),
-        "subject": subject,
-        "datacontenttype": "application/json",
-        "sessionid": session_id,
-        "sequence": sequence,
-        "partitionkey": session_id,
-        "data": payload,
-    }
+    fields = _envelope(payload, session_id=session_id, sequence=sequence, source=source,
+                       subject=subject, time=time, event_id=None, defaults=True)  # fmt: skip
     object.__setattr__(event, "__dict__", fields)
     object.__setattr__(event, "__pydantic_fields_set__", _TRUSTED_FIELDS_SET)
     object.__setattr__(event, "__pydantic_extra__", None)
     object.__setattr__(event, "__pydantic_private__", None)
     return event
+
+
+def _envelope(
+    payload: EventPayload,
+    *,
+    session_id: str,
+    sequence: int,
+    source: str,
+    subject: str,
+    time: datetime | None,
+    event_id: str | None,
+    defaults: bool = False,
+) -> dict[str, Any]:
+    """The envelope's fields in the model's order (the order they are written in), with
+    `datacontenttype`, the one field with a default, only when `defaults`."""
+    fields = {
+        "specversion": SPEC_VERSION,
+        "id": event_id if event_id is not None else str(uuid_utils.uuid7()),
+        "source": source,
+        "type": payload.TYPE,
+        "time": time if time is not None else datetime.now(UTC),
+        "subject": subject,
+        "datacontenttype": DATA_CONTENT_TYPE,
+        "sessionid": session_id,
+        "sequence": sequence,
+        "partitionkey": session_id,
+        "data": payload,
+    }
+    if not defaults:
+        del fields["datacontenttype"]
+    return fields
 
 
 _TRUSTED_FIELDS_SET: Final = frozenset(

@@ -188,16 +188,25 @@ def check_session_log(events: list[CloudEvent[Any]]) -> CloudEvent[Any]:
     return events[0]
 
 
-def test_the_minimal_example_is_recorded_whole(
-    stack: Stack, topics: Topics, openai_server: FakeOpenAI, tmp_path: Path
-) -> None:
-    worker = start_worker("minimal", stack=stack, topics=topics,
-                          openai_url=openai_server.url, tmp_path=tmp_path)  # fmt: skip
+@dataclass
+class Outcome:
+    events: list[CloudEvent[Any]]
+    job_status: str
+    exit_code: int
+    log: str
+
+
+def converse(example: str, lines: list[tuple[str, str]], *, stack: Stack, topics: Topics,
+             openai_url: str, tmp_path: Path) -> Outcome:  # fmt: skip
+    """Start the example's worker, type each `(text, expected answer)`, leave, stop."""
+    worker = start_worker(example, stack=stack, topics=topics, openai_url=openai_url,
+                          tmp_path=tmp_path)  # fmt: skip
     conversation = Conversation(stack, topics.name(EVENTS_TOPIC), worker.name)
 
     async def talk() -> None:
         await conversation.join()
-        await conversation.say("what is the weather like", then="You said: what is the weather")
+        for text, answer in lines:
+            await conversation.say(text, then=answer)
         await conversation.leave()
 
     try:
@@ -205,41 +214,38 @@ def test_the_minimal_example_is_recorded_whole(
         status = conversation.job_status()
     finally:
         code = worker.stop()
-    events = conversation.events
-    started = check_session_log(events)
+    check_session_log(conversation.events)
+    assert status == "JS_SUCCESS", worker.text()[-3000:]
+    assert code == 0, worker.text()[-3000:]
+    return Outcome(conversation.events, status, code, worker.text())
+
+
+def test_the_minimal_example_is_recorded_whole(
+    stack: Stack, topics: Topics, openai_server: FakeOpenAI, tmp_path: Path
+) -> None:
+    outcome = converse("minimal", [("what is the weather like", "You said: what is the weather")],
+                       stack=stack, topics=topics, openai_url=openai_server.url,
+                       tmp_path=tmp_path)  # fmt: skip
+    events = outcome.events
+    started = events[0]
 
     host = openai_server.url.split("/")[2]  # the plugin names its API host as the provider
     assert (started.data.llm.provider, started.data.llm.model) == (host, "gpt-4.1-mini")
     assert started.data.tts.provider == host
     assert started.data.stt.provider == host
-    assert started.data.agent_name == worker.name
+    assert started.data.agent_name.startswith("minimal-")
     assert [e.data.text for e in events if e.type == t("conversation.item_added")
             and e.data.role == "user"] == ["what is the weather like"]  # fmt: skip
-    assert status == "JS_SUCCESS", worker.text()[-3000:]
-    assert code == 0, worker.text()[-3000:]
-    assert "sk-test-turnlog" not in worker.text()
+    assert "sk-test-turnlog" not in outcome.log
 
 
 def test_the_front_desk_hands_off_to_billing_and_its_tools_are_recorded(
     stack: Stack, topics: Topics, openai_server: FakeOpenAI, tmp_path: Path
 ) -> None:
-    worker = start_worker("front_desk", stack=stack, topics=topics,
-                          openai_url=openai_server.url, tmp_path=tmp_path)  # fmt: skip
-    conversation = Conversation(stack, topics.name(EVENTS_TOPIC), worker.name)
-
-    async def talk() -> None:
-        await conversation.join()
-        await conversation.say("Please transfer me to billing", then="Transferring you")
-        await conversation.say("What is the status of invoice 1042", then="was paid")
-        await conversation.leave()
-
-    try:
-        asyncio.run(talk())
-        status = conversation.job_status()
-    finally:
-        code = worker.stop()
-    events = conversation.events
-    check_session_log(events)
+    events = converse("front_desk", [
+        ("Please transfer me to billing", "Transferring you"),
+        ("What is the status of invoice 1042", "was paid"),
+    ], stack=stack, topics=topics, openai_url=openai_server.url, tmp_path=tmp_path).events
 
     handoffs = [e.data for e in events if e.type == t("agent.handoff")]
     assert [h.new_agent_id for h in handoffs][-2:] == ["front_desk", "billing"]
@@ -249,5 +255,3 @@ def test_the_front_desk_hands_off_to_billing_and_its_tools_are_recorded(
     assert "was paid" in (tools[1].output or "")
     executed = [e for e in events if e.type == t("tools.executed")]
     assert all(e.data.turn_id for e in executed)
-    assert status == "JS_SUCCESS", worker.text()[-3000:]
-    assert code == 0, worker.text()[-3000:]

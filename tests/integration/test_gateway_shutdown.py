@@ -9,16 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from livekit.agents import AgentSession
 
 from examples.tutor.agent import TutorAgent
 from tests.conftest import Topics
+from tests.kafka_events import read_events
 from turnlog.agent_gateway.config import RecordSettings
 from turnlog.agent_gateway.providers import ProviderSettings, build_providers
 from turnlog.agent_gateway.publisher import PublisherStats
 from turnlog.agent_gateway.record import JobRecording
-from turnlog.schemas import EVENTS_TOPIC, CloudEvent, SessionStarted, decode
+from turnlog.schemas import EVENTS_TOPIC, CloudEvent, SessionStarted
 
 pytestmark = pytest.mark.integration
 
@@ -53,24 +53,10 @@ async def shut_down_mid_session(settings: RecordSettings) -> tuple[str, Publishe
 
 
 async def read_all(bootstrap: str, topic: str, session_id: str) -> list[CloudEvent[Any]]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
-    events: list[CloudEvent[Any]] = []
-    try:
-        async with asyncio.timeout(30):
-            while not events or events[-1].type != "turnlog.session.closed.v1":
-                batches = await consumer.getmany(timeout_ms=500)
-                records = sorted((r for rs in batches.values() for r in rs),
-                                 key=lambda r: (r.partition, r.offset))
-                events += [e for e in (decode(r.value) for r in records)
-                           if e.sessionid == session_id]
-        # anything after session.closed would arrive in the same partition, in order
-        extra = await consumer.getmany(timeout_ms=1000)
-        events += [decode(r.value) for rs in extra.values() for r in rs]
-    finally:
-        await consumer.stop()
-    return events
+    return await read_events(
+        bootstrap, topic, keep=lambda e: e.sessionid == session_id,
+        until=lambda events: bool(events) and events[-1].type == "turnlog.session.closed.v1",
+    )
 
 
 def test_a_stopped_job_closes_its_session_once_and_last(

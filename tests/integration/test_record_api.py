@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from livekit import rtc
 from livekit.agents import AgentSession, JobContext, JobExecutorType
 from livekit.protocol import agent, models
@@ -20,8 +19,9 @@ from livekit.protocol import agent, models
 import turnlog
 from examples.tutor.agent import TutorAgent
 from tests.conftest import Topics
+from tests.kafka_events import read_events
 from turnlog.agent_gateway.offline.llm import OfflineLLM
-from turnlog.schemas import EVENTS_TOPIC, CloudEvent, decode
+from turnlog.schemas import EVENTS_TOPIC, CloudEvent
 
 pytestmark = pytest.mark.integration
 
@@ -90,18 +90,10 @@ async def two_sessions(bootstrap: str, prefix: str, spool: Path) -> FakeJob:
 
 
 async def read_all(bootstrap: str, topic: str) -> list[CloudEvent[Any]]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
-    events: list[CloudEvent[Any]] = []
-    try:
-        async with asyncio.timeout(30):
-            while sum(e.type == "turnlog.session.closed.v1" for e in events) < 2:
-                batches = await consumer.getmany(timeout_ms=500)
-                events += [decode(r.value) for rs in batches.values() for r in rs]
-    finally:
-        await consumer.stop()
-    return events
+    def both_closed(events: list[CloudEvent[Any]]) -> bool:
+        return sum(e.type == "turnlog.session.closed.v1" for e in events) == 2
+
+    return await read_events(bootstrap, topic, until=both_closed)
 
 
 def test_two_sessions_of_one_job_through_the_public_api(
