@@ -35,6 +35,8 @@ from turnlog.schemas import EventTooLargeError
 logger = logging.getLogger("turnlog.gateway.publisher")
 
 _MAX_TAKE = 4096
+_LINGER_ENOUGH = 512
+"""Queued events that are sent at once, lingering or not."""
 """Events taken from the deque per step, so that acks and timers are served between."""
 
 
@@ -69,6 +71,9 @@ class Router:
         self._next_connect = 0.0
         self._disk_retry_at = 0.0
         self._last_event = 0.0
+        self._last_take = 0.0
+        self._flush_now = False
+        """Set while stopping: take what is queued at once, without lingering."""
         self._wake: asyncio.Event | None = None
 
     # -- producer ----------------------------------------------------------------------
@@ -126,13 +131,33 @@ class Router:
             await self._dispatch(messages)
             if self._backlog:
                 return False  # the disk is failing; try again later
+        if self._lingering():
+            return False
         items, marker = self._take()
         if items:
-            self._last_event = time.monotonic()
+            self._last_event = self._last_take = time.monotonic()
             await self._dispatch(items)
         if marker:
             await self._link_overflow()
         return bool(items) or marker
+
+    def _lingering(self) -> bool:
+        """Whether queued events should wait to join more: for `linger` after the last
+        take, unless the queue is already a batch's worth or the sender is stopping.
+        Acknowledgements wake the sender every millisecond or two; taking what each of
+        those moments brought made produce requests of one or two events (measured: 2,496
+        record batches for 4,000 events of the voice pattern), and the per-batch work of
+        aiokafka, not the events, was most of the sender's CPU."""
+        queue = self._handoff.queue
+        if not queue or self._flush_now or len(queue) >= _LINGER_ENOUGH:
+            return False
+        return time.monotonic() - self._last_take < self._settings.linger
+
+    def linger_deadline(self) -> float | None:
+        """When lingering events are due (monotonic), None when none wait."""
+        if not self._handoff.queue or self._flush_now:
+            return None
+        return self._last_take + self._settings.linger
 
     def _take(self) -> tuple[list[Message], bool]:
         """Encode what the deque holds, up to the overflow marker (and whether it came)."""

@@ -69,6 +69,7 @@ class Sender(Router):
     def _take_stop_request(self) -> None:
         request, self._stop_request = self._stop_request, None
         if request is not None and self._stopped is None:
+            self._flush_now = True
             deadline, self._stopped = request
             reserve = min(2.0, max(0.05, (deadline - time.monotonic()) / 4))
             self._stop_at = deadline - reserve
@@ -124,13 +125,18 @@ class Sender(Router):
         handoff = self._handoff
         bell = handoff.bell
         bell.sleeping = True
-        if not (handoff.queue or self._deliveries or self._stop_request):
-            bell.sleep(min(wait, _MAX_BLOCK))
+        if not (self._deliveries or self._stop_request) and (
+            not handoff.queue or self._lingering()
+        ):
+            bell.sleep(min(wait, _MAX_BLOCK))  # lingering events are due within `wait`
         bell.sleeping = False
 
     def _next_timer(self) -> float:
         now = time.monotonic()
         timers = [now + 1.0, self._next_adopt]
+        due = self.linger_deadline()
+        if due is not None:
+            timers.append(due)
         deadline = self._deliveries.next_deadline()
         if deadline is not None:
             timers.append(deadline)

@@ -44,7 +44,7 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return True
     if stat.rsplit(")", 1)[-1].split()[0] == "Z":
-        _reap(pid)
+        _reap(pid, wait=1.0)  # a zombie leader may still have threads finishing
         return False
     return True
 
@@ -99,8 +99,10 @@ def spawn_detached(
 def stop_pid(pid: int, *, timeout: float) -> bool:
     """SIGTERM, wait up to ``timeout`` s, then SIGKILL. True when it exited cleanly.
 
-    A child of ours is reaped before this returns: a zombie is not alive for `pid_alive`,
-    so checking it first would leave the zombie behind (a defunct `java` per test broker).
+    A child of ours is reaped before this returns. "Not alive" comes before "reapable": a
+    JVM's main thread exits first and shows the process as a zombie while its other
+    threads finish, so a single non-blocking wait there left a defunct `java` per stopped
+    test broker; the wait goes on until the child is collected (or found not ours).
     """
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
@@ -108,7 +110,7 @@ def stop_pid(pid: int, *, timeout: float) -> bool:
     while time.monotonic() < deadline:
         _reap(pid)
         if not pid_alive(pid):
-            _reap(pid)
+            _reap(pid, wait=max(1.0, deadline - time.monotonic()))
             return True
         time.sleep(0.1)
     with contextlib.suppress(ProcessLookupError):
