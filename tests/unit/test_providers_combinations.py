@@ -157,3 +157,17 @@ def test_an_unknown_or_repeated_provider_is_refused(keys: None,
     monkeypatch.setenv("TURNLOG_STT", "deepgram,deepgram")
     with pytest.raises(ProviderConfigError, match="named twice"):
         load_provider_settings()
+
+
+@pytest.mark.asyncio
+async def test_a_realtime_model_is_recorded_as_the_sessions_llm() -> None:
+    from livekit.plugins import openai
+
+    model = openai.realtime.RealtimeModel(api_key="sk-test-0123456789")
+    session: AgentSession[Any] = AgentSession(llm=model)
+
+    started = recorded_start(session)
+
+    assert (started.llm.provider, started.llm.model) == ("api.openai.com", "gpt-realtime")
+    assert started.stt is None
+    assert started.tts is None
