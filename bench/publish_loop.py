@@ -18,7 +18,6 @@ thread's work is off the loop but not off the GIL; this is where its cost shows.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import random
 import sys
@@ -37,6 +36,7 @@ from bench.publish_support import (
     mean_size,
     median,
     percentile,
+    run_arguments,
     scratch_dir,
     scratch_topic,
 )
@@ -199,15 +199,7 @@ def report(pattern: str, results: dict[str, list[Run]]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=4000)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--sessions", type=int, default=8)
-    parser.add_argument("--switch-interval", type=float, default=None,
-                        help="sys.setswitchinterval for the run (Python's default: 0.005)")
-    args = parser.parse_args()
-    if args.switch_interval is not None:
-        sys.setswitchinterval(args.switch_interval)
+    args = run_arguments(__doc__.splitlines()[0])
     settings = load_settings()
     events = interleaved_events(args.sessions, args.events // args.sessions)
     print(f"{len(events)} events of {args.sessions} sessions, "

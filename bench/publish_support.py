@@ -3,9 +3,11 @@ realistic events, percentiles."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import shutil
 import statistics
+import sys
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -70,3 +72,18 @@ def scratch_dir(name: str) -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def run_arguments(description: str, *, events: int = 4000) -> argparse.Namespace:
+    """The options the loop benchmarks share (events, repeats, sessions, the GIL switch
+    interval); the switch interval is applied here, for the whole run."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--events", type=int, default=events)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--sessions", type=int, default=8)
+    parser.add_argument("--switch-interval", type=float, default=None,
+                        help="sys.setswitchinterval for the run, seconds (Python's: 0.005)")
+    args = parser.parse_args()
+    if args.switch_interval is not None:
+        sys.setswitchinterval(args.switch_interval)
+    return args

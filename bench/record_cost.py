@@ -22,7 +22,6 @@ repeats) while each runs the `voice` pattern (1 to 6 events, then a 1 ms pause) 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import random
 import sys
@@ -34,7 +33,14 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import CollectorRegistry
 
 from bench.publish_loop import Run, drive
-from bench.publish_support import interleaved_events, median, percentile, scratch_dir, scratch_topic
+from bench.publish_support import (
+    interleaved_events,
+    median,
+    percentile,
+    run_arguments,
+    scratch_dir,
+    scratch_topic,
+)
 from turnlog.agent_gateway.hooks import RecorderIdentity, SessionRecorder
 from turnlog.agent_gateway.publisher import Publisher, PublisherSettings
 from turnlog.infra.stack.config import load_settings
@@ -123,15 +129,7 @@ def late(runs: list[Run], q: float) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=4000)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--sessions", type=int, default=8)
-    parser.add_argument("--switch-interval", type=float, default=None,
-                        help="sys.setswitchinterval for the whole run, seconds")
-    args = parser.parse_args()
-    if args.switch_interval is not None:
-        sys.setswitchinterval(args.switch_interval)
+    args = run_arguments(__doc__.splitlines()[0])
     random.seed(SEED)
     print(f"seed {SEED}")
     settings = load_settings()

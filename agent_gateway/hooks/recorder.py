@@ -235,11 +235,8 @@ class SessionRecorder:
             for publication in list(participant.track_publications.values()):
                 self._on_track_published(publication, participant)
         if room.isconnected():
-            local = room.local_participant
-            for local_publication in list(local.track_publications.values()):
-                if local_publication.sid not in self._present:
-                    self._present.add(local_publication.sid)
-                    self.record(room_map.map_track_published(local_publication, local, local=True))
+            for local_publication in list(room.local_participant.track_publications.values()):
+                self._local_published(local_publication)
 
     def _on_participant_connected(self, participant: rtc.RemoteParticipant) -> None:
         if participant.sid not in self._present:
@@ -266,6 +263,9 @@ class SessionRecorder:
     def _on_local_track_published(
         self, publication: rtc.LocalTrackPublication, _track: rtc.Track
     ) -> None:
+        self._local_published(publication)
+
+    def _local_published(self, publication: rtc.LocalTrackPublication) -> None:
         if publication.sid not in self._present:
             self._present.add(publication.sid)
             participant = self._local_participant()

@@ -38,10 +38,6 @@ class Providers:
     llm: llm.LLM[Any]
     tts: tts.TTS[Any]
     vad: vad.VAD
-    stt_provider: str
-    """The chosen provider(s), as configured (`openai,anthropic`)."""
-    llm_provider: str
-    tts_provider: str
 
     def describe(self) -> ProviderDescription:
         """Provider and model of each component as the component itself names them (a
@@ -80,9 +76,6 @@ def build_providers(settings: ProviderSettings, *, vad: vad.VAD | None = None) -
         llm=llms[0] if len(llms) == 1 else llm.FallbackAdapter(llms),
         tts=ttss[0] if len(ttss) == 1 else tts.FallbackAdapter(ttss),
         vad=vad_,
-        stt_provider=settings.stt,
-        llm_provider=settings.llm,
-        tts_provider=settings.tts,
     )
 
 
