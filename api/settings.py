@@ -93,8 +93,9 @@ class ApiSettings(BaseSettings):
         1024, ge=0, le=65536, validation_alias="TURNLOG_TOKEN_METADATA_MAX_LENGTH"
     )
     """Longest participant metadata a token may carry, in characters."""
-    token_can_publish_data: bool = Field(False, validation_alias="TURNLOG_TOKEN_PUBLISH_DATA")
-    """Whether clients may publish data messages (off: microphone audio only)."""
+    token_can_publish_data: bool = Field(True, validation_alias="TURNLOG_TOKEN_PUBLISH_DATA")
+    """Whether clients may publish data messages: typed chat (`lk.chat` text streams) to
+    the agent needs it; off: microphone audio only (the token response says so)."""
 
     rate_limit_per_address: int = Field(
         10, ge=1, validation_alias="TURNLOG_API_RATE_LIMIT_PER_ADDRESS"

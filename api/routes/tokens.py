@@ -62,6 +62,7 @@ class TokenResponse(ApiModel):
                 "token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ2aWRlbyI6ey...",
                 "livekit_url": "ws://127.0.0.1:7880", "room": "math-room-1",
                 "identity": "student-42", "expires_at": "2025-03-01T10:10:00Z",
+                "can_publish_data": True,
             }]
         }
     )  # fmt: skip
@@ -74,6 +75,9 @@ class TokenResponse(ApiModel):
     identity: str
     expires_at: datetime
     """When the token stops admitting (UTC, whole seconds)."""
+    can_publish_data: bool
+    """Whether the token lets the client send data messages (typed chat on `lk.chat`);
+    false: LiveKit drops them, so a client should not offer text input."""
 
 
 @router.post(
@@ -86,8 +90,8 @@ class TokenResponse(ApiModel):
 )
 async def create_token(request: Request, caller: TokensCaller) -> Response:
     """A token that lets one participant join one room with the least privilege a voice
-    call needs: publish the microphone only, subscribe, no data messages unless
-    configured, no admin grant of any kind. Joining dispatches the agent
+    call needs: publish the microphone only, subscribe, data messages (typed chat) unless
+    `TURNLOG_TOKEN_PUBLISH_DATA` is false, no admin grant of any kind. Joining dispatches the agent
     (`TURNLOG_AGENT_NAME`) into the room. The issuance is recorded (key, address, room,
     identity, times; never the token). Scope: `tokens`."""
     # The body is read here rather than by FastAPI: one pydantic-core pass over the
@@ -126,6 +130,7 @@ async def create_token(request: Request, caller: TokensCaller) -> Response:
     answer = TokenResponse(
         token=issued.token, livekit_url=settings.livekit_url, room=issued.room,
         identity=issued.identity, expires_at=issued.expires_at,
+        can_publish_data=settings.token_can_publish_data,
     )  # fmt: skip
     return Response(  # serialized here: FastAPI would validate the model a second time
         answer.model_dump_json(), status_code=201, media_type="application/json",

@@ -70,7 +70,7 @@ def test_the_server_admits_a_client_token_to_its_room_only(
             permissions = room.local_participant.permissions
             assert permissions.can_publish
             assert permissions.can_subscribe
-            assert not permissions.can_publish_data
+            assert permissions.can_publish_data  # typed chat to the agent
             assert list(permissions.can_publish_sources) == [rtc.TrackSource.SOURCE_MICROPHONE]
             server = lkapi.LiveKitAPI(livekit_server.replace("ws://", "http://"),
                                       LIVEKIT_KEY, LIVEKIT_SECRET)  # fmt: skip

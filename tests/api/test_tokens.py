@@ -15,6 +15,7 @@ from livekit.api import TokenVerifier
 from tests.api.conftest import LIVEKIT_KEY, LIVEKIT_SECRET, AppFactory, Keys
 from tests.conftest import PgSchema
 from turnlog.api.keys import revoke_key
+from turnlog.api.settings import load_api_settings
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +36,10 @@ def test_token_carries_exactly_the_client_grants_and_the_dispatch(
     answer = client.post("/v1/tokens", json=body, headers=keys.auth(keys.tokens))
     assert answer.status_code == 201, answer.text
     out = answer.json()
-    assert set(out) == {"token", "livekit_url", "room", "identity", "expires_at"}
+    assert set(out) == {
+        "token", "livekit_url", "room", "identity", "expires_at", "can_publish_data",
+    }  # fmt: skip
+    assert out["can_publish_data"] is True
     assert (out["room"], out["identity"], out["livekit_url"]) == (
         "math-room-1",
         "student-42",
@@ -53,13 +57,14 @@ def test_token_carries_exactly_the_client_grants_and_the_dispatch(
     assert [a.agent_name for a in verified.room_config.agents] == ["turnlog-tutor"]
 
     raw = claims_of(out["token"])
-    # Exactly these grants: nothing admin, create, list, record, agent, SIP or data.
+    # Exactly these grants: nothing admin, create, list, record, agent or SIP; data
+    # messages (typed chat) by default.
     assert raw["video"] == {
         "roomJoin": True,
         "room": "math-room-1",
         "canPublish": True,
         "canSubscribe": True,
-        "canPublishData": False,
+        "canPublishData": True,
         "canPublishSources": ["microphone"],
     }
     assert set(raw) == {"video", "roomConfig", "sub", "iss", "nbf", "exp", "name", "metadata"}
@@ -69,15 +74,24 @@ def test_token_carries_exactly_the_client_grants_and_the_dispatch(
     assert before + timedelta(seconds=300) <= expires <= before + timedelta(seconds=302)
 
 
+@pytest.mark.parametrize("publish_data", [True, False])
 def test_default_ttl_is_short_and_data_publishing_is_a_setting(
-    make_client: AppFactory, keys: Keys
+    make_client: AppFactory, keys: Keys, publish_data: bool
 ) -> None:
-    client = make_client(token_can_publish_data=True, agent_name="")
+    client = make_client(token_can_publish_data=publish_data, agent_name="")
     out = client.post("/v1/tokens", json=BODY, headers=keys.auth(keys.tokens)).json()
     raw = claims_of(out["token"])
     assert raw["exp"] - raw["nbf"] == 600
-    assert raw["video"]["canPublishData"] is True
+    # The grant and the response agree: a client can tell its typed chat would be dropped.
+    assert raw["video"]["canPublishData"] is publish_data
+    assert out["can_publish_data"] is publish_data
     assert "roomConfig" not in raw  # no agent name: no dispatch
+
+
+def test_data_publishing_is_allowed_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TURNLOG_TOKEN_PUBLISH_DATA", raising=False)
+    settings = load_api_settings(livekit_api_key=LIVEKIT_KEY, livekit_api_secret=LIVEKIT_SECRET)
+    assert settings.token_can_publish_data is True
 
 
 def test_each_issuance_is_recorded_without_the_token(
