@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Final
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -88,7 +88,7 @@ def create_app(settings: ApiSettings, *, analytics_store: AnalyticsStore | None 
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["Authorization", "Content-Type"],
+            allow_headers=["Authorization", "Content-Type", "X-CSRF-Token"],
             max_age=600,
         )
     app.add_middleware(ResponseMiddleware, metrics=metrics, page_csp=docs.PAGE_CSP)
@@ -133,14 +133,22 @@ async def _announce_dev_key(services: Services) -> None:
     )  # fmt: skip
 
 
+_METHODS: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
 def _allowed_methods(request: Request) -> str:
-    """Every method of every route on the request's path (Starlette names only the first
-    route's, when several share a path)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        if getattr(route, "methods", None) and route.matches(request.scope)[0] != Match.NONE:
-            methods |= route.methods
-    return ", ".join(sorted(methods))
+    """Every method some route serves on the request's path, asked of the routes
+    themselves (`matches` with each method): FastAPI nests included routers, whose
+    entries have no `methods` of their own, and Starlette names only the first route's."""
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL
+            for route in request.app.router.routes
+        )
+    ]
+    return ", ".join(allowed)
 
 
 def _add_error_handlers(app: FastAPI, metrics: ApiMetrics) -> None:
