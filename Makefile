@@ -3,12 +3,15 @@
 #              the streams worker, API and agent gateway), then hold a demo voice call and
 #              print its transcript; the platform keeps running until `make down`
 #   make test  install everything, then run every test against the real stack
-.PHONY: install up down status test lint unit
+.PHONY: install install-test up down status test lint unit
 
 VENV := .venv/bin
 
 install:
 	@bash infra/install.sh
+
+install-test:
+	@bash infra/install.sh --browser
 
 up: install
 	@$(VENV)/turnlog up
@@ -26,5 +29,5 @@ lint: install
 unit: install
 	$(VENV)/python -m pytest -m unit
 
-test: install lint
+test: install-test lint
 	$(VENV)/python -m pytest

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Installs what Turnlog needs on a fresh Debian machine, idempotently:
-#   system packages (Java 17, Maven, PostgreSQL server) when missing, as root via apt-get;
-#   the Python packages into .venv (pinned in pyproject.toml), re-installed when it changes.
+#   system packages (Java 17, Maven, PostgreSQL server, Node.js) when missing, as root via
+#   apt-get; with --browser also Chromium (the browser tests drive it);
+#   the Python packages into .venv (pinned in pyproject.toml), re-installed when it changes;
+#   the console (console/package-lock.json), rebuilt when its sources or the catalog change.
 # The Kafka jars are fetched by `turnlog stack up` (Maven Central, cached once).
 set -euo pipefail
+browser=0
+[[ ${1:-} == --browser ]] && browser=1
 cd "$(dirname "$0")/.."
 
 say() { printf '\033[1m==>\033[0m %s\n' "$*"; }
@@ -20,6 +24,13 @@ command -v text2wave >/dev/null 2>&1 || missing+=(festival)
 [[ -d /usr/share/festival/voices/us/cmu_us_slt_arctic_hts ]] || missing+=(festvox-us-slt-hts)
 # PortAudio: livekit-agents' `console` mode opens the sound device through it
 ldconfig -p 2>/dev/null | grep -q libportaudio.so.2 || missing+=(libportaudio2)
+# The console is built with Node.js 18.19 or newer (Debian 12's own nodejs is 18.19)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+if ((browser)); then
+  [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+  fc-list 2>/dev/null | grep -qi dejavu || missing+=(fonts-dejavu-core)
+fi
 if ((${#missing[@]})); then
   if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
     die "missing system packages: ${missing[*]}; install them with: sudo apt-get update && sudo apt-get install -y ${missing[*]}"
@@ -45,5 +56,24 @@ if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e '.[platform,offline,providers,dev]'
   echo "$want" > "$stamp"
+fi
+# -- console -----------------------------------------------------------------------------
+node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 18 || (a === 18 && b >= 19) ? 0 : 1)' \
+  || die "Node.js 18.19 or newer is required to build the console (found $(node --version))"
+console_sources() {
+  find console -path console/node_modules -prune -o -path console/dist -prune -o -type f -print
+  find schemas/jsonschema -type f
+}
+lock=$(sha256sum console/package-lock.json | cut -d' ' -f1)
+if [[ ! -d console/node_modules || $(cat console/node_modules/.turnlog-lock 2>/dev/null) != "$lock" ]]; then
+  say "installing the console's packages (console/package-lock.json)"
+  (cd console && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$lock" > console/node_modules/.turnlog-lock
+fi
+built=$(console_sources | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -d' ' -f1)
+if [[ ! -f console/dist/index.html || $(cat console/dist/.turnlog-built 2>/dev/null) != "$built" ]]; then
+  say "building the console (console/dist)"
+  (cd console && npm run --silent build -- --logLevel warn)
+  echo "$built" > console/dist/.turnlog-built
 fi
 say "installed"
