@@ -108,6 +108,7 @@ def up(
             _demo(settings)
             console.print(f"[bold green]done[/] in {time.monotonic() - started:.1f} s; the "
                           "platform keeps running (stop it with `make down`)", highlight=False)
+        _announce_console(settings)
     except KeyboardInterrupt:
         err.print("[yellow]interrupted: stopping everything[/]")
         platform.down(report=_say)
@@ -115,6 +116,16 @@ def up(
     except StackError as exc:
         err.print(f"[bold red]up failed:[/] {exc}", highlight=False)
         raise typer.Exit(1) from None
+
+
+def _announce_console(settings: StackSettings) -> None:
+    """Where the console is, and where the key to sign in with is kept (never the key)."""
+    from turnlog.infra.demo.run import demo_key
+
+    key_file = settings.run_dir / "demo-api-key"
+    demo_key(settings, path=key_file)
+    console.print(f"[bold]console[/]  {settings.api_url}/  sign in with the API key kept in "
+                  f"{key_file} (cat {key_file})", highlight=False)
 
 
 def _demo(settings: StackSettings) -> None:
