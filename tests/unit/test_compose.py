@@ -183,3 +183,17 @@ def test_prometheus_scrapes_our_services_where_compose_runs_them(compose: dict[s
         owner = services[host]
         exposes = {str(p).rsplit(":", 1)[1].split("/")[0] for p in owner.get("ports", [])}
         assert port in exposes, job["job_name"]
+
+
+def test_the_image_builds_the_console_from_its_lock_file_and_the_api_serves_it() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    node = re.search(r"^FROM node:(\d+)[^\n]* AS console$", dockerfile, re.MULTILINE)
+    assert node is not None and int(node.group(1)) >= 18
+    assert "COPY console/package.json console/package-lock.json ./console/" in dockerfile
+    assert "npm ci" in dockerfile and "npm install" not in dockerfile
+    assert "COPY schemas/jsonschema ./schemas/jsonschema" in dockerfile  # types checked at build
+    copied = re.search(r"^COPY --from=console /src/console/dist (\S+)$", dockerfile, re.MULTILINE)
+    assert copied is not None
+    assert f"TURNLOG_API_CONSOLE_DIR={copied.group(1)}" in dockerfile
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {"console/node_modules", "console/dist"} <= set(ignored)
