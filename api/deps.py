@@ -1,5 +1,6 @@
 """Dependencies of the routes, as `Annotated` aliases: the services, and the API key a
-route needs (`Authorization: Bearer <key>` with a scope), rate-limited per key."""
+route needs (`Authorization: Bearer <key>` with a scope), rate-limited per key, and the
+failed authentications limited per address."""
 
 from __future__ import annotations
 
@@ -45,65 +46,77 @@ class Caller:
     address: str
 
 
-async def authenticate(services: Services, authorization: str | None) -> ApiKey:
-    """The active key of an `Authorization: Bearer <key>` header, within its rate limit."""
+async def authenticate(services: Services, authorization: str | None, address: str) -> ApiKey:
+    """The active key of an `Authorization: Bearer <key>` header. A key the cache knows
+    valid is no guess: only the others wait while the address is over its failures."""
     scheme, _, presented = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not presented:
         raise UnauthenticatedError("send an API key: Authorization: Bearer <key>")
     if not presented.startswith(KEY_PREFIX) or len(presented) > 128:
         raise UnauthenticatedError("the API key is not valid")
     hit, key = services.keys.cached(presented)
+    if hit and key is not None:
+        return key
+    await refuse_failing_address(services, address)
     if not hit:
         key = await services.db.run(services.keys.lookup, presented)
     if key is None:
         raise UnauthenticatedError("the API key is not valid")
-    retry_after = services.per_key.acquire(key.key_id)
-    if retry_after:
-        raise RateLimitedError(
-            f"more than {services.per_key.per_minute} requests a minute with this API key",
-            retry_after=retry_after,
-        )
     return key
 
 
-def require(scope: Scope, *, limit_address: bool = False) -> Callable[..., Awaitable[Caller]]:
+async def refuse_failing_address(services: Services, address: str) -> None:
+    """429 for an address over its allowance of failed authentications."""
+    failing = await services.limits.auth_failures.wait(address)
+    if failing:
+        raise RateLimitedError(
+            "too many requests without a valid API key from this address",
+            retry_after=failing,
+        )
+
+
+async def count_failure(services: Services, address: str) -> None:
+    """A failed authentication from `address` (429 if it is over its allowance)."""
+    await refuse_failing_address(services, address)
+    await services.limits.auth_failures.hit(address)
+
+
+async def count_key(services: Services, key: ApiKey) -> None:
+    """One request of `key`, within its limit (else 429)."""
+    limit = services.limits.per_key
+    retry_after = await limit.hit(key.key_id)
+    if retry_after:
+        raise RateLimitedError(
+            f"more than {limit.per_minute} requests a minute with this API key",
+            retry_after=retry_after,
+        )
+
+
+def require(scope: Scope) -> Callable[..., Awaitable[Caller]]:
     """The dependency of a route that admits API keys with `scope`. One dependency does
-    it all (query check, address limits, key, scope, key limit): each FastAPI dependency
-    costs tens of microseconds per request."""
+    it all (query check, failure limit, key, scope, key limit): each FastAPI dependency
+    costs tens of microseconds per request. The address is limited only while it fails
+    to authenticate: a backend minting tokens for its users is limited per key and per
+    identity, not per address."""
 
     async def caller(request: Request) -> Caller:
         check_query(request)
         services: Services = request.app.state.services
         address = client_address(request)
-        if limit_address:
-            retry_after = services.per_address.acquire(address)
-            if retry_after:
-                raise RateLimitedError(
-                    f"more than {services.per_address.per_minute} requests a minute from "
-                    "this address",
-                    retry_after=retry_after,
-                )
-        failing = services.auth_failures.wait(address)
-        if failing:
-            raise RateLimitedError(
-                "too many requests without a valid API key from this address",
-                retry_after=failing,
-            )
         try:
-            key = await authenticate(services, request.headers.get("authorization"))
+            key = await authenticate(services, request.headers.get("authorization"), address)
         except UnauthenticatedError:
-            services.auth_failures.acquire(address)
+            await count_failure(services, address)
             raise
         if scope not in key.scopes:
             raise ForbiddenError(f"this route needs an API key with the {scope!r} scope")
+        await count_key(services, key)
         return Caller(key, services, address)
 
     return caller
 
 
-TokensCaller = Annotated[Caller, Depends(require("tokens", limit_address=True))]
-"""`tokens` scope; limited per client address too, before authentication (so guessing
-keys is limited as well)."""
+TokensCaller = Annotated[Caller, Depends(require("tokens"))]
 ReadCaller = Annotated[Caller, Depends(require("read"))]
 AdminCaller = Annotated[Caller, Depends(require("admin"))]
 

@@ -79,8 +79,8 @@ class RateLimitedError(ApiError):
     status_code = 429
     reason = "rate_limited"
 
-    def __init__(self, message: str, *, retry_after: int) -> None:
-        super().__init__(message, headers={"Retry-After": str(retry_after)})
+    def __init__(self, message: str, *, retry_after: int, field: str | None = None) -> None:
+        super().__init__(message, field=field, headers={"Retry-After": str(retry_after)})
         self.retry_after = retry_after
 
 

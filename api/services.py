@@ -16,7 +16,7 @@ from turnlog.api.issuance import IssuanceLog
 from turnlog.api.keys import KeyRing
 from turnlog.api.live import KafkaMetadata
 from turnlog.api.middleware import ApiMetrics
-from turnlog.api.ratelimit import RateLimiter
+from turnlog.api.ratelimit import RateLimits
 from turnlog.api.settings import ApiSettings
 from turnlog.projections.clickhouse.store import AnalyticsStore
 
@@ -31,9 +31,7 @@ class Services:
     issuance: IssuanceLog
     analytics: Analytics
     kafka: KafkaMetadata
-    per_key: RateLimiter
-    per_address: RateLimiter
-    auth_failures: RateLimiter
+    limits: RateLimits
     metrics: ApiMetrics
     live_streams: int = 0
     """Live event streams open now."""
@@ -63,9 +61,13 @@ class Services:
                 store=analytics_store,
             ),
             kafka=KafkaMetadata(settings.kafka_bootstrap),
-            per_key=RateLimiter(settings.rate_limit_per_key),
-            per_address=RateLimiter(settings.rate_limit_per_address),
-            auth_failures=RateLimiter(settings.auth_failures_per_address),
+            limits=RateLimits.create(
+                settings.rate_limit_storage.get_secret_value(),
+                per_key=settings.rate_limit_per_key,
+                per_identity=settings.rate_limit_per_identity,
+                per_address=settings.rate_limit_per_address,
+                auth_failures=settings.auth_failures_per_address,
+            ),
             metrics=metrics,
         )
 

@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from turnlog.api.errors import ConfigurationError
+from turnlog.api.ratelimit import storage_scheme_problem
 from turnlog.projections.settings import ClickHouseUrl, PostgresDsn
 from turnlog.schemas.topics import EVENTS_TOPIC
 
@@ -97,19 +98,32 @@ class ApiSettings(BaseSettings):
     """Whether clients may publish data messages: typed chat (`lk.chat` text streams) to
     the agent needs it; off: microphone audio only (the token response says so)."""
 
+    rate_limit_per_key: int = Field(6000, ge=1, validation_alias="TURNLOG_API_RATE_LIMIT_PER_KEY")
+    """Requests an API key (or a console session of it) may make per minute, across routes."""
+    rate_limit_per_identity: int = Field(
+        10, ge=1, validation_alias="TURNLOG_API_RATE_LIMIT_PER_IDENTITY"
+    )
+    """Tokens one end-user identity may be given per minute, counted per API key."""
     rate_limit_per_address: int = Field(
         10, ge=1, validation_alias="TURNLOG_API_RATE_LIMIT_PER_ADDRESS"
     )
-    """Token requests a client address may make per minute."""
-    rate_limit_per_key: int = Field(6000, ge=1, validation_alias="TURNLOG_API_RATE_LIMIT_PER_KEY")
-    """Requests an API key may make per minute, across routes."""
+    """Requests without a credential (console logins) a client address may make per
+    minute. Requests with a valid API key are limited per key and identity instead."""
     auth_failures_per_address: int = Field(
         30, ge=1, validation_alias="TURNLOG_API_AUTH_FAILURES_PER_ADDRESS"
     )
-    """Requests with a missing or wrong API key a client address may make per minute;
-    then it is answered 429 until its allowance refills (guessing keys stays slow)."""
+    """Requests with a missing or wrong API key or session, and failed logins, a client
+    address may make per minute; then it is answered 429 until its window ends (guessing
+    keys stays slow)."""
+    rate_limit_storage: SecretStr = Field(
+        SecretStr("memory://"), validation_alias="TURNLOG_API_RATE_LIMIT_STORAGE"
+    )
+    """Where the rate limit counters are: `memory://` (this process) or a `limits`
+    storage URI shared by every API process, e.g. `redis://host:6379` (needs the
+    storage's asyncio client installed, `coredis` for Redis). A secret: it may hold a
+    password."""
     live_streams_max: int = Field(100, ge=1, validation_alias="TURNLOG_API_LIVE_STREAMS_MAX")
-    """Live event streams open at once (each reads Kafka with its own consumer)."""
+    """Live event streams open at once (viewers of the process's one Kafka reader)."""
 
     analytics_query_timeout_max_s: float = Field(
         30, gt=0, le=300, validation_alias="TURNLOG_API_QUERY_TIMEOUT_MAX"
@@ -133,6 +147,14 @@ class ApiSettings(BaseSettings):
     def livekit_credentials(self) -> tuple[str, str]:
         """(key, secret)."""
         return self.livekit_api_key.get_secret_value(), self.livekit_api_secret.get_secret_value()
+
+    @field_validator("rate_limit_storage")
+    @classmethod
+    def _check_rate_limit_storage(cls, value: SecretStr) -> SecretStr:
+        problem = storage_scheme_problem(value.get_secret_value())
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @field_validator("livekit_url")
     @classmethod

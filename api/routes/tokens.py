@@ -9,10 +9,11 @@ from fastapi import APIRouter, Request, Response
 from pydantic import ConfigDict, Field
 
 from turnlog.api.base import ApiModel, RequestModel, body_schema, parse_body
-from turnlog.api.deps import TokensCaller
+from turnlog.api.deps import Caller, TokensCaller
 from turnlog.api.errors import (
     DependencyUnavailableError,
     InvalidRequestError,
+    RateLimitedError,
     responses,
 )
 from turnlog.api.issuance import Issuance
@@ -111,6 +112,7 @@ async def create_token(request: Request, caller: TokensCaller) -> Response:
             f"metadata must be at most {settings.token_metadata_max_length} characters",
             field="metadata",
         )
+    await _count_identity(caller, body.identity)
     if not services.issuance.has_room():
         raise DependencyUnavailableError(
             "token issuances cannot be recorded at the moment", dependency="postgres"
@@ -136,6 +138,18 @@ async def create_token(request: Request, caller: TokensCaller) -> Response:
         answer.model_dump_json(), status_code=201, media_type="application/json",
         headers={"Cache-Control": "no-store"},
     )  # fmt: skip
+
+
+async def _count_identity(caller: Caller, identity: str) -> None:
+    """One token for `identity` with this key, within its limit (else 429)."""
+    limit = caller.services.limits.per_identity
+    retry_after = await limit.hit(caller.key.key_id, identity)
+    if retry_after:
+        raise RateLimitedError(
+            f"more than {limit.per_minute} tokens a minute for this identity with this API key",
+            field="identity",
+            retry_after=retry_after,
+        )
 
 
 def document_limits(document: dict[str, Any], settings: ApiSettings) -> None:

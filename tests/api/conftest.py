@@ -60,6 +60,7 @@ def settings_for(dsn: str, schema: str, **overrides: Any) -> ApiSettings:
         "livekit_api_secret": LIVEKIT_SECRET,
         "rate_limit_per_address": 100_000,
         "rate_limit_per_key": 100_000,
+        "rate_limit_per_identity": 100_000,
         "auth_failures_per_address": 100_000,
         "clickhouse_database": "turnlog_api_none",
         "kafka_bootstrap": "127.0.0.1:19092",

@@ -206,24 +206,39 @@ def test_a_revoked_key_stops_working(
     assert answer.status_code == 401
 
 
-def test_rate_limit_per_address_answers_429_with_retry_after(
+def test_a_backend_with_a_valid_key_is_not_limited_per_address(
     make_client: AppFactory, keys: Keys
 ) -> None:
-    client = make_client(rate_limit_per_address=3)
+    client = make_client(rate_limit_per_address=10, rate_limit_per_identity=10)
+    auth = keys.auth(keys.tokens)
+    statuses = [
+        client.post("/v1/tokens", json={**BODY, "identity": f"student-{i}"}, headers=auth)
+        for i in range(15)
+    ]
+    assert [s.status_code for s in statuses] == [201] * 15  # the 11th too, same address
+
+
+def test_rate_limit_per_identity_answers_429_with_retry_after(
+    make_client: AppFactory, keys: Keys
+) -> None:
+    client = make_client(rate_limit_per_identity=3)
     auth = keys.auth(keys.tokens)
     statuses = [client.post("/v1/tokens", json=BODY, headers=auth).status_code for _ in range(3)]
     assert statuses == [201, 201, 201]
     refused = client.post("/v1/tokens", json=BODY, headers=auth)
     assert refused.status_code == 429
-    assert refused.json()["error"] == "rate_limited"
+    out = refused.json()
+    assert (out["error"], out["field"]) == ("rate_limited", "identity")
     retry_after = int(refused.headers["retry-after"])
-    assert 1 <= retry_after <= 20  # 3 a minute: one every 20 s
-    assert refused.json()["retry_after"] == retry_after
-    # Counted before authentication: guessing keys is limited too.
-    assert client.post("/v1/tokens", json=BODY).status_code == 429
+    assert 1 <= retry_after <= 60  # the end of the identity's one-minute window
+    assert out["retry_after"] == retry_after
+    # Another identity, or the same identity through another key, has its own allowance.
+    other = {**BODY, "identity": "student-43"}
+    assert client.post("/v1/tokens", json=other, headers=auth).status_code == 201
+    assert client.post("/v1/tokens", json=BODY, headers=keys.auth(keys.all)).status_code == 201
     metrics = client.get("/metrics").text
-    assert 'turnlog_api_tokens_refused_total{reason="rate_limited"} 2.0' in metrics
-    assert "turnlog_api_tokens_issued_total 3.0" in metrics
+    assert 'turnlog_api_tokens_refused_total{reason="rate_limited"} 1.0' in metrics
+    assert "turnlog_api_tokens_issued_total 5.0" in metrics
 
 
 def test_rate_limit_per_key(make_client: AppFactory, keys: Keys) -> None:

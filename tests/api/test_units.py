@@ -3,6 +3,8 @@ SSE framing. No services."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -12,9 +14,10 @@ from livekit.api import TokenVerifier
 
 from turnlog.api.errors import ConfigurationError, RateLimitedError, error_body
 from turnlog.api.keys import KEY_PREFIX, InvalidKeySpecError, check_scopes, hash_key, new_key
+from turnlog.api.limits_adapter import ADAPTED, SparseSweepMemoryStorage
 from turnlog.api.live import _event_message, sse
 from turnlog.api.livekit_tokens import issue_token, reference_token
-from turnlog.api.ratelimit import RateLimiter
+from turnlog.api.ratelimit import RateLimit, RateLimits, limit_store
 from turnlog.api.settings import load_api_settings
 
 pytestmark = pytest.mark.unit
@@ -22,31 +25,58 @@ pytestmark = pytest.mark.unit
 SECRET = "unit-test-secret-0123456789abcdefghij"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
+def test_rate_limit_counts_a_window_per_subject_and_says_when() -> None:
+    async def run() -> None:
+        limit = RateLimit(limit_store("memory://"), name="t", per_minute=10)
+        assert [await limit.hit("a") for _ in range(10)] == [0] * 10
+        refused = await limit.hit("a")
+        assert 1 <= refused <= 60  # the end of a's one-minute window
+        assert 1 <= await limit.wait("a") <= 60
+        assert await limit.hit("b") == 0  # subjects are independent
+        assert await limit.hit("a", "x") == 0  # so are compound subjects
+        assert await limit.wait("c") == 0  # waiting counts nothing
+        assert [await limit.hit("c") for _ in range(10)] == [0] * 10
 
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_token_bucket_bursts_then_refills_and_says_when() -> None:
-    clock = Clock()
-    limiter = RateLimiter(10, clock=clock)
-    assert [limiter.acquire("a") for _ in range(10)] == [0] * 10
-    assert limiter.acquire("a") == 6  # one request every 6 s
-    assert limiter.acquire("b") == 0  # subjects are independent
-    clock.now += 3
-    assert limiter.acquire("a") == 3
-    clock.now += 3
-    assert limiter.acquire("a") == 0
-    clock.now += 600
-    assert [limiter.acquire("a") for _ in range(11)][-2:] == [0, 6]  # full, not more
+    asyncio.run(run())
 
 
-def test_rate_limiter_refuses_nonsense() -> None:
+def test_rate_limit_refuses_nonsense() -> None:
     with pytest.raises(ValueError, match="per_minute"):
-        RateLimiter(0)
+        RateLimit(limit_store("memory://"), name="t", per_minute=0)
+
+
+def test_the_memory_storage_sweeps_rarely() -> None:
+    # limits' own memory storage sweeps every counter every 10 ms (see limits_adapter)
+    assert ADAPTED
+    storage = SparseSweepMemoryStorage(sweep_every_s=3600)
+    private = "_MemoryStorage__schedule_expiry"  # what limits' storage calls on each write
+    assert getattr(storage, private).__func__ is SparseSweepMemoryStorage._schedule
+    sweeps = [t for t in threading.enumerate() if t.name == "rate-limit-sweep"]
+    for i in range(1000):
+        storage.incr(f"k{i}", 60)
+    assert [t for t in threading.enumerate() if t.name == "rate-limit-sweep"] == sweeps
+
+
+@pytest.mark.parametrize(
+    ("uri", "problem"),
+    [
+        ("nope", "must be a storage URI"),
+        ("ftp://user:hunter2@host/x", "unknown storage scheme 'ftp'"),
+        ("redis://:hunter2@127.0.0.1:6379", "prerequisite not available"),
+    ],
+)
+def test_an_invalid_rate_limit_storage_names_the_variable(uri: str, problem: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        RateLimits.create(uri, per_key=1, per_identity=1, per_address=1, auth_failures=1)
+    assert caught.value.variables == ("TURNLOG_API_RATE_LIMIT_STORAGE",)
+    assert problem in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+    if "://" not in uri or uri.startswith("ftp"):  # refused as a setting already
+        with pytest.raises(ConfigurationError) as at_load:
+            load_api_settings(livekit_api_key="k", livekit_api_secret=SECRET,
+                              rate_limit_storage=uri)  # fmt: skip
+        assert "TURNLOG_API_RATE_LIMIT_STORAGE" in at_load.value.variables
+        assert "hunter2" not in str(at_load.value)
 
 
 def test_issued_token_verifies_with_least_privilege() -> None:
@@ -114,6 +144,8 @@ def test_settings_defaults_match_the_other_services(monkeypatch: pytest.MonkeyPa
         "turnlog.events",
     )
     assert settings.rate_limit_per_address == 10
+    assert (settings.rate_limit_per_key, settings.rate_limit_per_identity) == (6000, 10)
+    assert settings.rate_limit_storage.get_secret_value() == "memory://"
     assert SECRET not in repr(settings)
 
 
