@@ -22,11 +22,11 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Match
 
 from turnlog.api import docs
-from turnlog.api.deps import SECURITY_SCHEME
+from turnlog.api.deps import SECURITY_SCHEMES
 from turnlog.api.errors import ApiError, ErrorBody, FieldError, error_body
 from turnlog.api.keys import insert_key
 from turnlog.api.middleware import ApiMetrics, ResponseMiddleware
-from turnlog.api.routes import analytics, health, rooms, sessions, tokens
+from turnlog.api.routes import analytics, auth, health, rooms, sessions, tokens
 from turnlog.api.services import Services
 from turnlog.api.settings import ApiSettings
 from turnlog.projections.clickhouse.store import AnalyticsStore
@@ -37,7 +37,9 @@ DESCRIPTION = """\
 Turnlog's HTTP API: LiveKit access tokens for clients, the conversation read models
 (sessions, transcripts, event histories, live events), analytics, and LiveKit rooms.
 
-Authenticate with an API key: `Authorization: Bearer tlk_...`. Keys have scopes:
+Authenticate with an API key: `Authorization: Bearer tlk_...`, or, in the console, with
+the session cookie `POST /v1/auth/login` sets (then POST, PUT, PATCH and DELETE also need
+`X-CSRF-Token: <csrf_token>`). Keys have scopes:
 `tokens` (clients' backends), `read` (read models and analytics), `admin` (rooms and
 analysts' SQL). Errors answer a JSON body with a stable `error` code and the `field` at
 fault; 429 and 503 carry `Retry-After`.
@@ -77,8 +79,8 @@ def create_app(settings: ApiSettings, *, analytics_store: AnalyticsStore | None 
         },
     )
     for router in (
-        tokens.router, sessions.router, analytics.router, rooms.router, health.router,
-        docs.router,
+        tokens.router, sessions.router, analytics.router, rooms.router, auth.router,
+        health.router, docs.router,
     ):  # fmt: skip
         app.include_router(router)
     _document_limits(app, settings)
@@ -112,14 +114,21 @@ def _document_limits(app: FastAPI, settings: ApiSettings) -> None:
 
 
 def _document_security(document: dict[str, Any]) -> None:
-    """Every `/v1` operation needs an API key (checked by `deps.require`)."""
-    document.setdefault("components", {}).setdefault("securitySchemes", {})["ApiKey"] = dict(
-        SECURITY_SCHEME
+    """Every `/v1` operation needs an API key or a console session (checked by
+    `deps.require`), except the console's login (none) and session routes (the cookie)."""
+    document.setdefault("components", {}).setdefault("securitySchemes", {}).update(
+        {name: dict(scheme) for name, scheme in SECURITY_SCHEMES.items()}
     )
     for path, operations in document["paths"].items():
-        if path.startswith("/v1/"):
-            for operation in operations.values():
-                operation["security"] = [{"ApiKey": []}]
+        if not path.startswith("/v1/"):
+            continue
+        for operation in operations.values():
+            if path == "/v1/auth/login":
+                operation["security"] = []
+            elif path.startswith("/v1/auth/"):
+                operation["security"] = [{"ConsoleSession": []}]
+            else:
+                operation["security"] = [{"ApiKey": []}, {"ConsoleSession": []}]
 
 
 async def _announce_dev_key(services: Services) -> None:

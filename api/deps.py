@@ -1,6 +1,7 @@
 """Dependencies of the routes, as `Annotated` aliases: the services, and the API key a
-route needs (`Authorization: Bearer <key>` with a scope), rate-limited per key, and the
-failed authentications limited per address."""
+route needs (`Authorization: Bearer <key>`, or a console session's cookie plus its CSRF
+token for unsafe methods) with a scope, rate-limited per key, and the failed
+authentications limited per address."""
 
 from __future__ import annotations
 
@@ -12,16 +13,34 @@ from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 
-from turnlog.api.errors import ForbiddenError, RateLimitedError, UnauthenticatedError
+from turnlog.api.console_sessions import (
+    COOKIE_NAME,
+    CSRF_HEADER,
+    SAFE_METHODS,
+    ConsoleSession,
+    csrf_matches,
+)
+from turnlog.api.errors import CsrfError, ForbiddenError, RateLimitedError, UnauthenticatedError
 from turnlog.api.keys import KEY_PREFIX, ApiKey, Scope
 from turnlog.api.services import Services
 
-SECURITY_SCHEME: Final = {
-    "type": "http",
-    "scheme": "bearer",
-    "description": "An API key (`tlk_...`) with the route's scope: `tokens`, `read` or `admin`.",
+SECURITY_SCHEMES: Final = {
+    "ApiKey": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key (`tlk_...`) with the route's scope: `tokens`, `read` or "
+        "`admin`.",
+    },
+    "ConsoleSession": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": COOKIE_NAME,
+        "description": "The cookie `POST /v1/auth/login` sets: the key it logged in with. "
+        f"POST, PUT, PATCH and DELETE also need the header `{CSRF_HEADER}` with the "
+        "session's `csrf_token` (else 403 `csrf_failed`).",
+    },
 }
-"""How the OpenAPI document describes the keys (`ApiKey`), on every `/v1` operation."""
+"""How the OpenAPI document describes the credentials, on every `/v1` operation."""
 
 
 async def get_services(request: Request) -> Services:
@@ -47,11 +66,18 @@ class Caller:
 
 
 async def authenticate(services: Services, authorization: str | None, address: str) -> ApiKey:
-    """The active key of an `Authorization: Bearer <key>` header. A key the cache knows
-    valid is no guess: only the others wait while the address is over its failures."""
+    """The active key of an `Authorization: Bearer <key>` header."""
     scheme, _, presented = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not presented:
-        raise UnauthenticatedError("send an API key: Authorization: Bearer <key>")
+        raise UnauthenticatedError(
+            "send an API key (Authorization: Bearer <key>) or log in to the console"
+        )
+    return await key_of(services, presented, address)
+
+
+async def key_of(services: Services, presented: str, address: str) -> ApiKey:
+    """The active key `presented`. A key the cache knows valid is no guess: only the
+    others wait while the address is over its failures."""
     if not presented.startswith(KEY_PREFIX) or len(presented) > 128:
         raise UnauthenticatedError("the API key is not valid")
     hit, key = services.keys.cached(presented)
@@ -63,6 +89,29 @@ async def authenticate(services: Services, authorization: str | None, address: s
     if key is None:
         raise UnauthenticatedError("the API key is not valid")
     return key
+
+
+async def console_session(request: Request, services: Services, address: str) -> ConsoleSession:
+    """The live console session of the request's cookie; for an unsafe method, only with
+    its CSRF token in `X-CSRF-Token` (403 `csrf_failed` otherwise)."""
+    cookie = request.cookies.get(COOKIE_NAME, "")
+    if not cookie or len(cookie) > 128:
+        raise UnauthenticatedError("no console session: log in with an API key")
+    hit, session = services.console_sessions.cached(cookie)
+    if not (hit and session is not None):
+        await refuse_failing_address(services, address)
+        if not hit:
+            session = await services.db.run(services.console_sessions.lookup, cookie)
+    if session is None:
+        raise UnauthenticatedError("the console session has ended or expired: log in again")
+    if request.method not in SAFE_METHODS and not csrf_matches(
+        session, request.headers.get(CSRF_HEADER)
+    ):
+        raise CsrfError(
+            f"a console session's {request.method} needs the header {CSRF_HEADER} with the "
+            "session's csrf_token (given by /v1/auth/login and /v1/auth/session)"
+        )
+    return session
 
 
 async def refuse_failing_address(services: Services, address: str) -> None:
@@ -93,7 +142,8 @@ async def count_key(services: Services, key: ApiKey) -> None:
 
 
 def require(scope: Scope) -> Callable[..., Awaitable[Caller]]:
-    """The dependency of a route that admits API keys with `scope`. One dependency does
+    """The dependency of a route that admits API keys with `scope`, presented in the
+    `Authorization` header or through a console session's cookie. One dependency does
     it all (query check, failure limit, key, scope, key limit): each FastAPI dependency
     costs tens of microseconds per request. The address is limited only while it fails
     to authenticate: a backend minting tokens for its users is limited per key and per
@@ -103,8 +153,12 @@ def require(scope: Scope) -> Callable[..., Awaitable[Caller]]:
         check_query(request)
         services: Services = request.app.state.services
         address = client_address(request)
+        authorization = request.headers.get("authorization")
         try:
-            key = await authenticate(services, request.headers.get("authorization"), address)
+            if authorization is None and COOKIE_NAME in request.cookies:
+                key = (await console_session(request, services, address)).key
+            else:
+                key = await authenticate(services, authorization, address)
         except UnauthenticatedError:
             await count_failure(services, address)
             raise

@@ -63,6 +63,12 @@ class ForbiddenError(ApiError):
     reason = "forbidden"
 
 
+class CsrfError(ForbiddenError):
+    """A console session's unsafe request without its CSRF token."""
+
+    reason = "csrf_failed"
+
+
 class NotFoundError(ApiError):
     status_code = 404
     reason = "not_found"
@@ -120,7 +126,7 @@ class ErrorBody(ApiModel):
 
     error: str = Field(examples=["invalid_request"])
     """Stable reason code: `validation_failed`, `invalid_request`, `unauthenticated`,
-    `forbidden`, `not_found`, `method_not_allowed`, `conflict`, `rate_limited`,
+    `forbidden`, `csrf_failed`, `not_found`, `method_not_allowed`, `conflict`, `rate_limited`,
     `dependency_unavailable`, `upstream_error`, `internal_error`."""
     message: str = Field(examples=["ttl_seconds must be between 60 and 3600"])
     """What went wrong, for a person."""
@@ -148,7 +154,8 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     described = {
         400: "A value is not acceptable",
         401: "No API key, or an unknown or revoked one",
-        403: "The API key lacks the route's scope",
+        403: "The API key lacks the route's scope, or a console session's CSRF token is "
+        "missing (`csrf_failed`)",
         404: "Unknown id",
         409: "Conflicts with what exists",
         422: "The request does not validate (every invalid field is named)",

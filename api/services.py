@@ -1,6 +1,7 @@
 """What the routes use, made once per app from the settings: the PostgreSQL pool, the
-key ring, the issuance record, the analytics reader, Kafka metadata, the rate limiters,
-the metrics and the LiveKit server API. Started and stopped by the app's lifespan."""
+key ring, the console sessions, the issuance record, the analytics reader, Kafka
+metadata, the rate limits, the metrics and the LiveKit server API. Started and stopped
+by the app's lifespan."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 from livekit import api as lkapi
 
 from turnlog.api.analytics import Analytics
+from turnlog.api.console_sessions import ConsoleSessions
 from turnlog.api.db import Database
 from turnlog.api.issuance import IssuanceLog
 from turnlog.api.keys import KeyRing
@@ -28,6 +30,7 @@ class Services:
     settings: ApiSettings
     db: Database
     keys: KeyRing
+    console_sessions: ConsoleSessions
     issuance: IssuanceLog
     analytics: Analytics
     kafka: KafkaMetadata
@@ -54,6 +57,7 @@ class Services:
             settings=settings,
             db=db,
             keys=KeyRing(schema=schema),
+            console_sessions=ConsoleSessions(schema=schema),
             issuance=IssuanceLog(db.pool, schema=schema),
             analytics=Analytics(
                 settings.analytics_url,

@@ -84,6 +84,11 @@ class ApiSettings(BaseSettings):
     """Origins a browser may call the API from (JSON list, e.g. `["http://localhost:3000"]`);
     empty: none."""
 
+    console_session_ttl_s: int = Field(
+        12 * 3600, ge=60, le=30 * 86400, validation_alias="TURNLOG_API_CONSOLE_SESSION_TTL"
+    )
+    """Lifetime of a console login (its cookie), in seconds."""
+
     token_ttl_default_s: int = Field(600, ge=1, validation_alias="TURNLOG_TOKEN_TTL_DEFAULT")
     """Lifetime of a LiveKit token when the request names none, in seconds."""
     token_ttl_min_s: int = Field(60, ge=1, validation_alias="TURNLOG_TOKEN_TTL_MIN")
