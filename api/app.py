@@ -22,6 +22,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Match
 
 from turnlog.api import docs
+from turnlog.api.console import ConsoleApp, console_csp
 from turnlog.api.deps import SECURITY_SCHEMES
 from turnlog.api.errors import ApiError, ErrorBody, FieldError, error_body
 from turnlog.api.keys import insert_key
@@ -83,6 +84,9 @@ def create_app(settings: ApiSettings, *, analytics_store: AnalyticsStore | None 
         health.router, docs.router,
     ):  # fmt: skip
         app.include_router(router)
+    app.router.default = ConsoleApp(
+        settings.console_dir, csp=console_csp(settings.livekit_url)
+    )  # what no route matches
     _document_limits(app, settings)
     _add_error_handlers(app, metrics)
     if settings.cors_origins:
@@ -147,13 +151,16 @@ _METHODS: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 def _allowed_methods(request: Request) -> str:
     """Every method some route serves on the request's path, asked of the routes
-    themselves (`matches` with each method): FastAPI nests included routers, whose
-    entries have no `methods` of their own, and Starlette names only the first route's."""
+    themselves (`matches` with each method, on a scope of the path alone: the request's
+    carries what FastAPI decided for it). FastAPI nests included routers, whose entries
+    have no `methods` of their own, and Starlette names only the first route's."""
+    scope = request.scope
+    probe = {"type": "http", "path": scope["path"], "root_path": scope.get("root_path", "")}
     allowed = [
         method
         for method in _METHODS
         if any(
-            route.matches({**request.scope, "method": method})[0] == Match.FULL
+            route.matches({**probe, "method": method})[0] == Match.FULL
             for route in request.app.router.routes
         )
     ]
@@ -199,8 +206,8 @@ def _add_error_handlers(app: FastAPI, metrics: ApiMetrics) -> None:
         reason = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
         body = ErrorBody(error=reason, message=str(error.detail))
         headers = dict(error.headers or {})
-        if error.status_code == 405:
-            headers["Allow"] = _allowed_methods(request)
+        if error.status_code == 405:  # Starlette's names the first route's methods only
+            headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
         return answer(request, error.status_code, body.model_dump(exclude_none=True), headers)
 
     app.add_exception_handler(ApiError, api_error)

@@ -62,7 +62,8 @@ class ApiMetrics:
 
 class ResponseMiddleware:
     """Adds the security headers to every HTTP response and records its metrics.
-    `page_csp` is the policy of HTML pages (the API docs); JSON gets `JSON_CSP`."""
+    `page_csp` is the policy of HTML pages (the API docs) that set none of their own (the
+    console sets its own); everything else gets `JSON_CSP`."""
 
     def __init__(self, app: ASGIApp, *, metrics: ApiMetrics, page_csp: str) -> None:
         self.app = app
@@ -83,11 +84,10 @@ class ResponseMiddleware:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", ()))
                 html = any(k == b"content-type" and v.startswith(b"text/html") for k, v in headers)
-                message["headers"] = [
-                    *headers,
-                    *SECURITY_HEADERS,
-                    (_CSP, self._page_csp if html else self._json_csp),
-                ]
+                own = html and any(k == _CSP for k, _ in headers)  # the console's page
+                message["headers"] = [*headers, *SECURITY_HEADERS]
+                if not own:
+                    message["headers"].append((_CSP, self._page_csp if html else self._json_csp))
                 responded = True
                 self._observe(scope, message["status"], time.perf_counter() - started)
             await send(message)

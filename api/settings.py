@@ -84,6 +84,10 @@ class ApiSettings(BaseSettings):
     """Origins a browser may call the API from (JSON list, e.g. `["http://localhost:3000"]`);
     empty: none."""
 
+    console_dir: Path = Field(
+        REPO_ROOT / "console" / "dist", validation_alias="TURNLOG_API_CONSOLE_DIR"
+    )
+    """The built console served at `/` (`make install` builds it)."""
     console_session_ttl_s: int = Field(
         12 * 3600, ge=60, le=30 * 86400, validation_alias="TURNLOG_API_CONSOLE_SESSION_TTL"
     )

@@ -66,7 +66,7 @@ def test_metrics_count_requests_by_route_template(make_client: AppFactory, keys:
     client = make_client()
     client.get("/v1/sessions/abc", headers=keys.auth(keys.read))
     client.get("/v1/sessions/def", headers=keys.auth(keys.read))
-    client.get("/nowhere/at/all")
+    client.get("/v1/nowhere/at/all")
     text = client.get("/metrics").text
     assert (
         'turnlog_api_requests_total{method="GET",route="/v1/sessions/{session_id}",'

@@ -271,7 +271,7 @@ def test_security_headers_on_every_response(client: TestClient, keys: Keys) -> N
     for answer in (
         client.post("/v1/tokens", json=BODY, headers=keys.auth(keys.tokens)),
         client.post("/v1/tokens", json={}),
-        client.get("/nowhere"),
+        client.get("/v1/nowhere"),
         client.get("/healthz"),
     ):
         assert answer.headers["x-content-type-options"] == "nosniff"
