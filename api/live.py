@@ -1,12 +1,18 @@
-"""A session's new events as they reach Kafka, as Server-Sent Events.
+"""A session's events as Server-Sent Events: its history, then live, with no gap and no
+duplicate.
 
-The log is keyed by session id, so one session lives in one partition: the one
-aiokafka's murmur2 partitioner (the Java client's, which the gateway uses) gives its
-key. Each stream reads that partition from its end, without a consumer group, and
-passes on the records whose key is the session's. The SSE `id` is the event's sequence
-and the `event` its CloudEvents type; `data` is the event exactly as it is in the log.
-The stream says `ready` once it reads from the end (what comes after is delivered), sends
-a comment when quiet (proxies close idle connections), and ends after `session.closed`.
+The log is keyed by session id, so one session lives in one partition (aiokafka's
+murmur2 partitioner, the Java client's, which the gateway uses). A stream first registers
+with the process's `LiveHub` (one Kafka reader for all viewers), which tells it the
+hub's position P in that partition and queues every record of the session from P on.
+Then it reads the history straight from the log, not from ClickHouse (which lags): the
+partition from the first offset stamped at the session's start (PostgreSQL) minus a
+margin, up to P, keeping the session's records. It sends the events whose sequence is
+greater than the client's (`Last-Event-ID` or `?after=`), says `ready` with how many,
+then drains the queue. Records below P come only from the history and records from P on
+only from the queue, so nothing falls between; a sequence already sent (a producer's
+retry) is dropped, so the SSE `id`s (= sequence) only grow. A comment is sent when
+quiet; the stream ends after `session.closed`.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 import anyio
@@ -25,12 +33,16 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from turnlog.api.errors import DependencyUnavailableError
+from turnlog.api.live_hub import LiveHub, LiveRecord, Viewer
 from turnlog.schemas import SessionClosed
 
 logger = logging.getLogger(__name__)
 
 CLOSED_TYPE: Final = SessionClosed.TYPE
 _TIMEOUT_S: Final = 5.0
+_HISTORY_TIMEOUT_S: Final = 30.0
+HISTORY_MARGIN: Final = timedelta(minutes=10)
+"""How long before the session's start its history search begins: producers' clocks."""
 
 
 class KafkaMetadata:
@@ -94,47 +106,167 @@ def sse(event: str | None, data: str, *, event_id: str | None = None) -> bytes:
     return ("\n".join(lines) + "\n\n").encode()
 
 
+@dataclass(frozen=True, slots=True)
+class StreamRequest:
+    """What one live stream reads."""
+
+    session_id: str
+    partition: int
+    after: int
+    """Deliver the events whose sequence is greater (0: all)."""
+    started_at: datetime | None
+    """The session's start (PostgreSQL): where the history's search in the log begins."""
+
+
 async def session_stream(
-    *, bootstrap: str, topic: str, partition: int, session_id: str, heartbeat_s: float
+    hub: LiveHub, request: StreamRequest, *, bootstrap: str, topic: str, heartbeat_s: float
 ) -> AsyncIterator[bytes]:
-    """The SSE messages of `session_id`'s new events; see the module doc."""
+    """The SSE messages of the session's events after `request.after`; see the module
+    doc. The viewer is registered before the history is read, so nothing falls between."""
+    try:
+        viewer = await hub.subscribe(request.session_id, request.partition)
+    except DependencyUnavailableError as error:
+        logger.warning("live stream of %s cannot read Kafka: %s", request.session_id, error)
+        yield sse("error", json.dumps({"error": "kafka_unavailable"}))
+        return
+    try:
+        async for message in _deliver(viewer, request, bootstrap, topic, heartbeat_s):
+            yield message
+    finally:
+        hub.unsubscribe(viewer)
+
+
+async def _deliver(
+    viewer: Viewer, request: StreamRequest, bootstrap: str, topic: str, heartbeat_s: float
+) -> AsyncIterator[bytes]:
+    last = request.after
+    try:
+        history = await read_history(
+            bootstrap=bootstrap, topic=topic, viewer=viewer, started_at=request.started_at
+        )
+    except (KafkaError, OSError, TimeoutError) as error:
+        logger.warning("history of %s cannot be read: %r", request.session_id, error)
+        yield sse("error", json.dumps({"error": "kafka_unavailable"}))
+        return
+    sent, closed = 0, False
+    for value in history:
+        event = decode_event(value)
+        if event is None or event.sequence <= last:
+            continue
+        last, closed = event.sequence, event.closed
+        sent += 1
+        yield event.message
+    yield sse("ready", json.dumps({
+        "session_id": request.session_id, "after": request.after, "history": sent,
+    }))  # fmt: skip
+    while not closed:
+        if viewer.overflowed:
+            yield sse("error", json.dumps({
+                "error": "too_slow", "message": "the stream fell too far behind; reconnect "
+                "with Last-Event-ID to resume",
+            }))  # fmt: skip
+            return
+        if viewer.closed.is_set() and viewer.queue.empty():
+            yield sse("error", json.dumps({"error": "shutting_down"}))
+            return
+        record = await _next(viewer, heartbeat_s)
+        if record is None:
+            yield b": keep-alive\n\n"
+            continue
+        event = decode_event(record.value)
+        if event is None or event.sequence <= last:
+            continue  # not an event, or a duplicate (a producer's retry)
+        if event.sequence != last + 1:
+            logger.warning(
+                "session %s: sequence %d follows %d", request.session_id, event.sequence, last
+            )
+        last, closed = event.sequence, event.closed
+        yield event.message
+
+
+async def _next(viewer: Viewer, heartbeat_s: float) -> LiveRecord | None:
+    """The viewer's next record; None after `heartbeat_s` or when it is closed."""
+    if not viewer.queue.empty():
+        return viewer.queue.get_nowait()
+    getter = asyncio.ensure_future(viewer.queue.get())
+    closer = asyncio.ensure_future(viewer.closed.wait())
+    try:
+        done, _ = await asyncio.wait({getter, closer}, timeout=heartbeat_s,
+                                     return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+    finally:
+        closer.cancel()
+        if not getter.done():
+            getter.cancel()
+    return getter.result() if getter in done else None
+
+
+async def read_history(
+    *, bootstrap: str, topic: str, viewer: Viewer, started_at: datetime | None
+) -> list[bytes]:
+    """The values of the session's records in its partition before the viewer's start
+    offset, from the first offset stamped at or after `started_at` minus a margin (the
+    whole partition when unknown), in log order."""
+    tp = TopicPartition(topic, viewer.partition)
+    if viewer.start_offset <= 0:
+        return []
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
         request_timeout_ms=10_000, fetch_max_wait_ms=100,
     )  # fmt: skip
-    key = session_id.encode()
-    tp = TopicPartition(topic, partition)
+    key, values = viewer.session_id.encode(), list[bytes]()
     try:
-        try:
-            async with asyncio.timeout(_TIMEOUT_S):
-                await consumer.start()
-                consumer.assign([tp])
-                await consumer.seek_to_end(tp)
-                position = await consumer.position(tp)
-        except (KafkaError, OSError, TimeoutError) as error:
-            logger.warning("live stream of %s cannot read Kafka: %r", session_id, error)
-            yield sse("error", json.dumps({"error": "kafka unavailable"}))
-            return
-        yield sse("ready", json.dumps({"session_id": session_id, "offset": position}))
+        async with asyncio.timeout(_TIMEOUT_S):
+            await consumer.start()
+            consumer.assign([tp])
+            start = await _start_offset(consumer, tp, started_at)
+        if start >= viewer.start_offset:
+            return []
+        consumer.seek(tp, start)
         while True:
-            batches = await consumer.getmany(tp, timeout_ms=int(heartbeat_s * 1000))
-            records = batches.get(tp, [])
-            if not records:
-                yield b": keep-alive\n\n"
-                continue
-            for record in records:
-                if record.key != key or record.value is None:
-                    continue
-                message, closed = _event_message(record.value)
-                if message is not None:
-                    yield message
-                if closed:
-                    return
+            async with asyncio.timeout(_HISTORY_TIMEOUT_S):
+                batches = await consumer.getmany(tp, timeout_ms=1000, max_records=5000)
+            for record in batches.get(tp, []):
+                if record.offset >= viewer.start_offset:
+                    return values
+                if record.key == key and record.value is not None:
+                    values.append(record.value)
+            if await consumer.position(tp) >= viewer.start_offset:
+                return values
     finally:
-        # Also when the client went away and the response is being cancelled: a consumer
-        # left running would hold its connections.
         with anyio.move_on_after(_TIMEOUT_S, shield=True), contextlib.suppress(KafkaError, OSError):
             await consumer.stop()
+
+
+async def _start_offset(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, started_at: datetime | None
+) -> int:
+    first: int = (await consumer.beginning_offsets([tp]))[tp]
+    if started_at is None:
+        return first
+    at_ms = int((started_at - HISTORY_MARGIN).timestamp() * 1000)
+    found = (await consumer.offsets_for_times({tp: max(at_ms, 0)})).get(tp)
+    if found is None:  # nothing stamped since: the history is in no record
+        end: int = (await consumer.end_offsets([tp]))[tp]
+        return end
+    return max(first, int(found.offset))
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedEvent:
+    sequence: int
+    closed: bool
+    """Whether it is the session's `session.closed`."""
+    message: bytes
+    """Its SSE message."""
+
+
+def decode_event(value: bytes) -> DecodedEvent | None:
+    """One log record as an SSE message; None when it is not an event."""
+    message, closed = _event_message(value)
+    if message is None:
+        return None
+    sequence = int(message.split(b"\n", 1)[0].removeprefix(b"id: "))
+    return DecodedEvent(sequence, closed, message)
 
 
 def _event_message(value: bytes) -> tuple[bytes | None, bool]:

@@ -1,6 +1,6 @@
 """What the routes use, made once per app from the settings: the PostgreSQL pool, the
 key ring, the console sessions, the issuance record, the analytics reader, Kafka
-metadata, the rate limits, the metrics and the LiveKit server API. Started and stopped
+metadata, the live hub, the rate limits, the metrics and the LiveKit server API. Started and stopped
 by the app's lifespan."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from turnlog.api.db import Database
 from turnlog.api.issuance import IssuanceLog
 from turnlog.api.keys import KeyRing
 from turnlog.api.live import KafkaMetadata
+from turnlog.api.live_hub import LiveHub
 from turnlog.api.middleware import ApiMetrics
 from turnlog.api.ratelimit import RateLimits
 from turnlog.api.settings import ApiSettings
@@ -34,6 +35,7 @@ class Services:
     issuance: IssuanceLog
     analytics: Analytics
     kafka: KafkaMetadata
+    live_hub: LiveHub
     limits: RateLimits
     metrics: ApiMetrics
     live_streams: int = 0
@@ -53,6 +55,7 @@ class Services:
             settings.postgres_dsn.get_secret_value(), schema=schema,
             size=settings.postgres_pool_size,
         )  # fmt: skip
+        kafka = KafkaMetadata(settings.kafka_bootstrap)
         return cls(
             settings=settings,
             db=db,
@@ -64,7 +67,12 @@ class Services:
                 database=settings.clickhouse_database,
                 store=analytics_store,
             ),
-            kafka=KafkaMetadata(settings.kafka_bootstrap),
+            kafka=kafka,
+            live_hub=LiveHub(
+                bootstrap=settings.kafka_bootstrap,
+                topic=settings.events_topic,
+                partitions=kafka.partitions,
+            ),
             limits=RateLimits.create(
                 settings.rate_limit_storage.get_secret_value(),
                 per_key=settings.rate_limit_per_key,
@@ -93,6 +101,7 @@ class Services:
         await self.issuance.stop()
         if self._livekit is not None:
             await self._livekit.aclose()
+        await self.live_hub.stop()
         await self.kafka.close()
         self.analytics.close()
         await self.db.close()

@@ -1,14 +1,15 @@
 """Conversation read models from PostgreSQL: the session list, one session, its transcript;
-its full event history from the analytics store; its live events from Kafka."""
+its full event history from the analytics store; its history and live events from Kafka."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Final, Literal
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Header, Path, Query, Response
 from fastapi.responses import StreamingResponse
 from psycopg import sql
 from psycopg.rows import class_row
@@ -24,7 +25,7 @@ from turnlog.api.errors import (
     NotFoundError,
     responses,
 )
-from turnlog.api.live import session_stream
+from turnlog.api.live import StreamRequest, session_stream
 from turnlog.api.models import (
     EventPageOut,
     SessionDetailOut,
@@ -198,29 +199,56 @@ async def _counted(services: Services, stream: AsyncIterator[bytes]) -> AsyncIte
         services.live_streams -= 1
 
 
+def _started_at(conn: Connection, session_id: str, *, schema: str) -> tuple[bool, datetime | None]:
+    """(whether the session exists, when it started)."""
+    row = conn.execute(
+        sql.SQL("SELECT started_at FROM {} WHERE session_id = %s").format(
+            sql.Identifier(schema, "sessions")
+        ),
+        (session_id,),
+    ).fetchone()
+    return (row is not None, row[0] if row is not None else None)
+
+
 @router.get(
     "/{session_id}/live",
-    summary="A session's events as they happen (Server-Sent Events)",
+    summary="A session's events, history then live (Server-Sent Events)",
     response_class=StreamingResponse,
     responses={
         200: {
-            "description": "An event stream: `ready` once listening, then one message per "
-            "event (`id` = sequence, `event` = CloudEvents type, `data` = the CloudEvent "
-            "JSON), a `: keep-alive` comment when quiet; it ends after session.closed.",
+            "description": "An event stream: first every event after `after` (or the "
+            "`Last-Event-ID` header) from the log, then `ready` (`history`: how many), then "
+            "each new event as it is recorded. Each event: `id` = its sequence (one more "
+            "than the previous: no gap, no duplicate), `event` = its CloudEvents type, "
+            "`data` = the CloudEvent JSON. A `: keep-alive` comment when quiet; `error` when "
+            "the stream cannot go on (reconnect with `Last-Event-ID`); it ends after "
+            "session.closed.",
             "content": {"text/event-stream": {
                 "schema": {"type": "string"},
-                "example": 'event: ready\ndata: {"session_id": "sess_1", "offset": 42}\n\n'
-                "id: 7\nevent: turnlog.user.transcribed.v1\ndata: {...}\n\n",
+                "example": "id: 7\nevent: turnlog.user.transcribed.v1\ndata: {...}\n\n"
+                'event: ready\ndata: {"session_id": "sess_1", "after": 6, "history": 1}\n\n',
             }},
         },
         **responses(401, 403, 404, 422, 429, 503),
     },
 )  # fmt: skip
-async def live_events(session_id: SessionId, caller: ReadCaller) -> StreamingResponse:
-    """Follow a session: its new events as Server-Sent Events, read from the Kafka log
-    as they arrive. Scope: `read`."""
+async def live_events(
+    session_id: SessionId,
+    caller: ReadCaller,
+    after: Annotated[
+        int, Query(ge=0, le=2**62, description="Deliver the events after this sequence.")
+    ] = 0,
+    last_event_id: Annotated[
+        int | None,
+        Header(alias="Last-Event-ID", ge=0, le=2**62,
+               description="What a reconnecting EventSource sends: wins over `after`."),
+    ] = None,
+) -> StreamingResponse:  # fmt: skip
+    """Follow a session without missing an event: its history from the Kafka log, then
+    its new events as they arrive, one process-wide Kafka reader for every viewer.
+    Scope: `read`."""
     services = caller.services
-    exists = await services.db.run(_exists, session_id, schema=services.db.schema)
+    exists, started_at = await services.db.run(_started_at, session_id, schema=services.db.schema)
     if not exists:
         raise NotFoundError(f"no session {session_id!r}", field="session_id")
     settings = services.settings
@@ -231,9 +259,12 @@ async def live_events(session_id: SessionId, caller: ReadCaller) -> StreamingRes
         )
     partition = await services.kafka.partition_of(settings.events_topic, session_id)
     services.metrics.live_streams.inc()
+    request = StreamRequest(
+        session_id, partition, last_event_id if last_event_id is not None else after, started_at
+    )
     stream = _counted(services, session_stream(
-        bootstrap=settings.kafka_bootstrap, topic=settings.events_topic, partition=partition,
-        session_id=session_id, heartbeat_s=settings.live_heartbeat_s,
+        services.live_hub, request, bootstrap=settings.kafka_bootstrap,
+        topic=settings.events_topic, heartbeat_s=settings.live_heartbeat_s,
     ))  # fmt: skip
     return StreamingResponse(
         stream,

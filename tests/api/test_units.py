@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import jwt
@@ -16,6 +17,7 @@ from turnlog.api.errors import ConfigurationError, RateLimitedError, error_body
 from turnlog.api.keys import KEY_PREFIX, InvalidKeySpecError, check_scopes, hash_key, new_key
 from turnlog.api.limits_adapter import ADAPTED, SparseSweepMemoryStorage
 from turnlog.api.live import _event_message, sse
+from turnlog.api.live_hub import LiveHub, Viewer
 from turnlog.api.livekit_tokens import issue_token, reference_token
 from turnlog.api.ratelimit import RateLimit, RateLimits, limit_store
 from turnlog.api.settings import load_api_settings
@@ -194,3 +196,31 @@ def test_tokens_carry_the_claims_livekit_api_writes(options: dict[str, Any]) -> 
     assert abs(ours.pop("exp") - theirs.pop("exp")) <= 1
     assert abs(ours.pop("nbf") - theirs.pop("nbf")) <= 1
     assert ours == theirs
+
+
+def test_a_slow_viewer_is_cut_off_and_the_others_go_on() -> None:
+    async def run() -> None:
+        async def no_partitions(topic: str) -> list[int]:
+            return []
+
+        hub = LiveHub(bootstrap="unused:1", topic="t", partitions=no_partitions)
+        slow, fast = Viewer("s", 0, 0, asyncio.Queue(2)), Viewer("s", 0, 0, asyncio.Queue(100))
+        late = Viewer("s", 0, 5, asyncio.Queue(100))  # registered at offset 5
+        hub._viewers[b"s"] = {slow, fast, late}
+        records = [SimpleNamespace(offset=i, key=b"s" if i != 3 else b"x", value=b"v%d" % i)
+                   for i in range(10)]  # fmt: skip
+        hub._dispatch(0, list(records))
+        assert (slow.overflowed, slow.closed.is_set()) == (True, True)
+        assert [fast.queue.get_nowait().offset for _ in range(fast.queue.qsize())] == [
+            0, 1, 2, 4, 5, 6, 7, 8, 9,
+        ]  # fmt: skip
+        assert [late.queue.get_nowait().offset for _ in range(late.queue.qsize())] == [
+            5,
+            6,
+            7,
+            8,
+            9,
+        ]
+        assert (fast.overflowed, hub._positions[0]) == (False, 10)
+
+    asyncio.run(run())
