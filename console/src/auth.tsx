@@ -73,7 +73,9 @@ function LoginPage({ onLogin }: { onLogin: (session: AuthSession) => void }) {
       <form onSubmit={submit} className="card login-card" aria-labelledby="login-title">
         <h1 id="login-title">Turnlog console</h1>
         <p className="muted">
-          Sign in with an API key. <code>make up</code> prints one; <code>turnlog keys create</code> makes more.
+          Sign in with an API key with the <code>read</code> scope (and <code>tokens</code> to talk to the
+          agent). <code>make up</code> prints where its key is kept; <code>python -m turnlog.api keys create</code> makes
+          more.
         </p>
         <label htmlFor="api-key">API key</label>
         <input

@@ -28,8 +28,8 @@ CHROMIUM = Path(os.environ.get("TURNLOG_CHROMIUM", "/usr/bin/chromium"))
 AXE = REPO / "console" / "node_modules" / "axe-core" / "axe.min.js"
 SPOKEN = "can you give me an example of photosynthesis"
 """What the fake microphone says (the offline tutor answers it with a tool call)."""
-LEAD_SILENCE_S = 7.0
-"""Quiet before the question: the agent greets first."""
+LEAD_SILENCE_S = 12.0
+"""Quiet before the question: the agent greets first (and is not interrupted)."""
 TAIL_SILENCE_S = 90.0
 """Quiet after it, so the file does not loop while the test goes on."""
 
@@ -42,17 +42,19 @@ def screenshots_dir() -> Path:
     return path
 
 
-def shoot(page: Page, name: str) -> Path:
-    """A full-page screenshot, kept for a person to look at."""
+def shoot(page: Page, name: str, *, full_page: bool = True) -> Path:
+    """A screenshot, kept for a person to look at."""
     path = screenshots_dir() / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=full_page)
     SHOTS.append(path)
     return path
 
 
 def axe_violations(page: Page) -> list[dict[str, Any]]:
-    """axe-core's serious and critical violations on the page as it is now."""
-    page.add_script_tag(path=str(AXE))
+    """axe-core's serious and critical violations on the page as it is now. axe is
+    evaluated through the DevTools protocol: the console's CSP (script-src 'self') rightly
+    refuses an injected inline script."""
+    page.evaluate(AXE.read_text())
     result: dict[str, Any] = page.evaluate(
         "async () => await axe.run(document, {resultTypes: ['violations']})"
     )
@@ -95,8 +97,10 @@ def spoken_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
-def chromium(spoken_wav: Path) -> Iterator[Browser]:
+@pytest.fixture
+def chromium(spoken_wav: Path, platform: RunningPlatform) -> Iterator[Browser]:  # noqa: F811
+    """Chromium for one test, started after the platform: Playwright's sync API holds an
+    event loop in this thread while it runs, and the platform's fixtures run their own."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: make install-test installs Debian's chromium")
     if not AXE.exists():

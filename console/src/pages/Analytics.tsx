@@ -61,7 +61,7 @@ export default function AnalyticsPage() {
     return {
       tooltip: { trigger: "axis", valueFormatter: (v: unknown) => (v == null ? "–" : `${String(v)} ms`) },
       legend: { type: "scroll", bottom: 0 },
-      grid: { left: 56, right: 16, top: 16, bottom: 56 },
+      grid: { left: 8, right: 16, top: 36, bottom: 48, containLabel: true },
       xAxis: { type: "category", data: data.at.map((t) => timeLabel(t, minutes)) },
       yAxis: { type: "value", name: "ms" },
       series: series.map((s) => ({ name: s.name, type: "line", data: s.values, connectNulls: true, showSymbol: true })),
@@ -75,7 +75,7 @@ export default function AnalyticsPage() {
     return {
       tooltip: { trigger: "axis" },
       legend: { bottom: 0 },
-      grid: { left: 56, right: 56, top: 16, bottom: 56 },
+      grid: { left: 8, right: 8, top: 36, bottom: 48, containLabel: true },
       xAxis: { type: "category", data: labels },
       yAxis: [
         { type: "value", name: "count" },
@@ -95,7 +95,7 @@ export default function AnalyticsPage() {
     return {
       tooltip: { trigger: "axis" },
       legend: { bottom: 0 },
-      grid: { left: 200, right: 16, top: 16, bottom: 56 },
+      grid: { left: 8, right: 24, top: 16, bottom: 48, containLabel: true },
       xAxis: { type: "value" },
       yAxis: { type: "category", data: usage.map((u) => u.label), inverse: true },
       series: [

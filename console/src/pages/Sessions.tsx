@@ -117,7 +117,7 @@ export function SessionsPage() {
               <th scope="col">Room</th>
               <th scope="col">Agent</th>
               <th scope="col">Status</th>
-              <th scope="col">Turns</th>
+              <th scope="col">Turns (user / agent)</th>
               <th scope="col">Tools</th>
               <th scope="col">Interruptions</th>
               <th scope="col">Errors</th>
@@ -139,7 +139,9 @@ export function SessionsPage() {
                     <span className={`badge ${s.status}`}>{s.status}</span>
                   )}
                 </td>
-                <td>{s.user_turns + s.assistant_turns}</td>
+                <td>
+                  {s.user_turns} / {s.assistant_turns}
+                </td>
                 <td>{s.tool_calls}</td>
                 <td>{s.interruptions}</td>
                 <td>{s.errors}</td>

@@ -77,16 +77,18 @@ export default function TimelinePage() {
           </ul>
         </div>
       )}
-      <div className="tabs" role="tablist" aria-label="Timeline views">
-        <button type="button" role="tab" aria-selected={tab === "turns"} onClick={() => setTab("turns")}>
-          Turns ({timeline.turns.length})
-        </button>
-        <button type="button" role="tab" aria-selected={tab === "events"} onClick={() => setTab("events")}>
-          Raw events ({events.length})
-        </button>
-        <span className="muted live-status" role="status">
+      <div className="tab-bar">
+        <div className="tabs" role="tablist" aria-label="Timeline views">
+          <button type="button" role="tab" aria-selected={tab === "turns"} onClick={() => setTab("turns")}>
+            Turns ({timeline.turns.length})
+          </button>
+          <button type="button" role="tab" aria-selected={tab === "events"} onClick={() => setTab("events")}>
+            Raw events ({events.length})
+          </button>
+        </div>
+        <p className="muted live-status" role="status">
           {status === "connecting" ? "connecting…" : status === "live" ? "following live" : status === "ended" ? "session ended" : ""}
-        </span>
+        </p>
       </div>
       {tab === "turns" ? <TurnList turns={timeline.turns} /> : <EventList events={events} onOpen={setOpened} />}
       <JsonDialog event={opened} onClose={() => setOpened(null)} />
