@@ -99,6 +99,9 @@ def test_console_call_timeline_and_analytics(platform: RunningPlatform, chromium
     expect(page.get_by_test_id("agent-state")).to_have_text("listening", timeout=CALL_S)
     page.get_by_label("Type to the agent").fill("what is the capital of france")
     page.get_by_role("button", name="Send").click()
+    expect(captions.locator(".caption.user", has_text="capital of france")).to_contain_text(
+        "You (typed)"
+    )
     expect(agent_said.filter(has_text="Paris")).to_be_visible(timeout=CALL_S)
     accessibility["talk"] = axe_violations(page)
     shoot(page, "02-talk")

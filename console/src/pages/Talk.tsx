@@ -122,6 +122,30 @@ function SessionLink({ api, room }: { api: Api; room: string }) {
   );
 }
 
+interface CaptionLine {
+  id: string;
+  at: number;
+  text: string;
+  mine: boolean;
+  typed: boolean;
+}
+
+/** Both sides' transcriptions and the text typed in this call, in time order. */
+function captionLines(
+  transcriptions: ReturnType<typeof useTranscriptions>,
+  typed: ReturnType<typeof useChat>["chatMessages"],
+  me: string,
+): CaptionLine[] {
+  const lines: CaptionLine[] = transcriptions.map((t) => ({
+    id: t.streamInfo.id, at: t.streamInfo.timestamp, text: t.text,
+    mine: t.participantInfo.identity === me, typed: false,
+  }));
+  for (const message of typed) {
+    if (message.from?.identity === me) lines.push({ id: `chat-${message.id}`, at: message.timestamp, text: message.message, mine: true, typed: true });
+  }
+  return lines.sort((a, b) => a.at - b.at);
+}
+
 function Call({ grant }: { grant: TokenGrant }) {
   const { api } = useAuth();
   const room = useRoomContext();
@@ -129,7 +153,7 @@ function Call({ grant }: { grant: TokenGrant }) {
   const { localParticipant, microphoneTrack } = useLocalParticipant();
   const micLevel = useTrackVolume(microphoneTrack?.track as LocalAudioTrack | undefined);
   const transcriptions = useTranscriptions();
-  const { send, isSending } = useChat();
+  const { send, isSending, chatMessages } = useChat();
   const [text, setText] = useState("");
   const [sendError, setSendError] = useState<string | null>(null);
   const canType = grant.can_publish_data !== false;
@@ -170,14 +194,11 @@ function Call({ grant }: { grant: TokenGrant }) {
       <div className="card captions-panel">
         <h2>Captions</h2>
         <ol className="captions" aria-live="polite" data-testid="captions">
-          {transcriptions.map((t) => {
-            const mine = t.participantInfo.identity === localParticipant.identity;
-            return (
-              <li key={t.streamInfo.id} className={mine ? "caption user" : "caption agent"}>
-                <span className="who-label">{mine ? "You" : "Agent"}</span> {t.text}
-              </li>
-            );
-          })}
+          {captionLines(transcriptions, chatMessages, localParticipant.identity).map((line) => (
+            <li key={line.id} className={line.mine ? "caption user" : "caption agent"}>
+              <span className="who-label">{line.mine ? (line.typed ? "You (typed)" : "You") : "Agent"}</span> {line.text}
+            </li>
+          ))}
         </ol>
         <form className="chat" onSubmit={(event) => void submit(event)}>
           <label htmlFor="chat-text">Type to the agent</label>
