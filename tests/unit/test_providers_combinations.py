@@ -90,12 +90,14 @@ def test_the_expectations_cover_every_choice() -> None:
 @pytest.mark.asyncio
 @pytest.mark.parametrize(("stage", "choice"), CHOICES)
 async def test_each_provider_is_recorded_with_its_model(
-    keys: None, silero: vad.VAD, stage: str, choice: str
+    keys: None, silero: vad.VAD, stage: str, choice: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    os.environ[f"TURNLOG_{stage.upper()}"] = choice
+    # through monkeypatch: a choice left in the environment would reach later tests'
+    # services (an e2e gateway started with TURNLOG_STT=openai and no key)
+    monkeypatch.setenv(f"TURNLOG_{stage.upper()}", choice)
     for other, name in OTHERS.items():
         if other != stage:
-            os.environ[f"TURNLOG_{other.upper()}"] = name
+            monkeypatch.setenv(f"TURNLOG_{other.upper()}", name)
     settings = load_provider_settings()
     import_plugins(settings)
     providers = build_providers(settings, vad=silero)
