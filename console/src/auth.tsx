@@ -2,6 +2,7 @@
  * keeps is the session's CSRF token and scopes, in React state only. */
 import { createContext, type FormEvent, type ReactNode, useCallback, useContext, useEffect, useMemo, useState } from "react";
 import { type Api, ApiError, apiFor, type AuthSession, currentSession, login } from "./api/client";
+import { Alert } from "./components/Alert";
 
 interface AuthState {
   session: AuthSession;
@@ -87,11 +88,7 @@ function LoginPage({ onLogin }: { onLogin: (session: AuthSession) => void }) {
           onChange={(event) => setKey(event.target.value)}
           required
         />
-        {error && (
-          <p className="error" role="alert">
-            {error}
-          </p>
-        )}
+        <Alert>{error}</Alert>
         <button type="submit" disabled={busy || !key.trim()}>
           {busy ? "Signing in…" : "Sign in"}
         </button>

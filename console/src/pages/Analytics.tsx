@@ -6,6 +6,7 @@ import { useAuth } from "../auth";
 import { Chart, type ChartOption } from "../components/Chart";
 import { buckets, latencySeries, overviewSeries, type Percentile, RANGES, usageRows } from "../lib/analytics";
 import { count, seconds } from "../lib/format";
+import { Alert } from "../components/Alert";
 
 const BUCKETS = 12;
 
@@ -132,11 +133,7 @@ export default function AnalyticsPage() {
           Refresh
         </button>
       </div>
-      {error && (
-        <p className="error" role="alert">
-          {error}
-        </p>
-      )}
+      <Alert>{error}</Alert>
       {!data && !error && <p role="status" className="muted">Loading…</p>}
       {data && (
         <div className="charts">

@@ -5,6 +5,7 @@ import { Link, useSearchParams } from "react-router-dom";
 import { ApiError, type SessionPage, type SessionFilters } from "../api/client";
 import { useAuth } from "../auth";
 import { dateTime, seconds } from "../lib/format";
+import { Alert } from "../components/Alert";
 
 const REFRESH_MS = 5000;
 
@@ -37,7 +38,7 @@ export function SessionsPage() {
         setError(null);
       })
       .catch((failure) => setError(failure instanceof ApiError ? failure.message : String(failure)));
-    // eslint-disable-next-line react-hooks/exhaustive-deps
+    // `key` stands for the filters and cursor: they are read from the URL it is made of
   }, [api, key]);
 
   useEffect(load, [load]);
@@ -102,11 +103,7 @@ export function SessionsPage() {
           </button>
         )}
       </form>
-      {error && (
-        <p className="error" role="alert">
-          {error}
-        </p>
-      )}
+      <Alert>{error}</Alert>
       {!page && !error && <p role="status" className="muted">Loading…</p>}
       {page && page.items.length === 0 && <p className="muted">No session matches.</p>}
       {page && page.items.length > 0 && (

@@ -20,6 +20,7 @@ import { Link } from "react-router-dom";
 import { type Api, ApiError, type TokenGrant } from "../api/client";
 import { useAuth } from "../auth";
 import { randomId } from "../lib/format";
+import { Alert } from "../components/Alert";
 
 type Phase = { kind: "idle" } | { kind: "starting" } | { kind: "call"; grant: TokenGrant } | { kind: "ended"; room: string };
 
@@ -43,11 +44,7 @@ export default function TalkPage() {
   return (
     <section aria-labelledby="talk-title" className="talk">
       <h1 id="talk-title">Talk to the agent</h1>
-      {error && (
-        <p className="error" role="alert">
-          {error}
-        </p>
-      )}
+      <Alert>{error}</Alert>
       {(phase.kind === "idle" || phase.kind === "starting") && (
         <div className="card">
           <p>Start a voice call with the agent. Your browser will ask for the microphone.</p>
@@ -215,16 +212,12 @@ function Call({ grant }: { grant: TokenGrant }) {
             </button>
           </div>
           {!canType && (
-            <p className="error" role="alert">
+            <Alert>
               This deployment&apos;s tokens do not allow sending data, so the agent would never receive typed text
               (TURNLOG_TOKEN_PUBLISH_DATA is off). Use your voice.
-            </p>
+            </Alert>
           )}
-          {sendError && (
-            <p className="error" role="alert">
-              {sendError}
-            </p>
-          )}
+          <Alert>{sendError}</Alert>
         </form>
       </div>
     </div>

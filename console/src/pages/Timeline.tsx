@@ -13,6 +13,7 @@ import type { ModelUsage } from "../generated/turnlog.usage.updated.v1";
 import { type LogEvent, shortType, turnIdOf } from "../lib/events";
 import { clock, count, dateTime, seconds } from "../lib/format";
 import type { Turn } from "../lib/timeline";
+import { Alert } from "../components/Alert";
 
 export default function TimelinePage() {
   const { sessionId = "" } = useParams();
@@ -42,16 +43,8 @@ export default function TimelinePage() {
         {live ? <span className="badge live">live</span> : <span className="badge closed">{detail?.status ?? "closed"}</span>}
       </h1>
       <p className="muted mono">{sessionId}</p>
-      {detailError && (
-        <p className="error" role="alert">
-          {detailError}
-        </p>
-      )}
-      {error && (
-        <p className="error" role="alert">
-          Live stream: {error}
-        </p>
-      )}
+      <Alert>{detailError}</Alert>
+      {error && <Alert>Live stream: {error}</Alert>}
       <dl className="facts card">
         <div><dt>Agent</dt><dd>{session.agentName ?? detail?.agent_name ?? "–"}</dd></div>
         <div><dt>Started</dt><dd>{dateTime(session.startedAt ?? detail?.started_at)}</dd></div>
