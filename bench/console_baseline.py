@@ -1,15 +1,19 @@
-"""The console benchmark's baseline page: the console's login form as one hand-written
-static HTML document (inline style, no script), served by a bare Starlette app.
+"""The console benchmark's baselines, served by a bare Starlette app: the console's login
+form as one hand-written static HTML document (inline style, no script) at `/`, and at
+`/sse` a recorded live stream (the file `BENCH_SSE_FILE`) answered in one piece.
 
-    uvicorn bench.console_baseline:app
+    BENCH_SSE_FILE=/tmp/stream.txt uvicorn bench.console_baseline:app
 """
 
 from __future__ import annotations
 
+import os
+from functools import cache
+from pathlib import Path
 from typing import Final
 
 from starlette.applications import Starlette
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 LOGIN_PAGE: Final = """<!doctype html>
@@ -45,4 +49,19 @@ async def login_page(_: object) -> HTMLResponse:
     return HTMLResponse(LOGIN_PAGE, headers={"Cache-Control": "no-cache"})
 
 
-app = Starlette(routes=[Route("/", login_page), Route("/healthz", login_page)])
+@cache
+def _recorded() -> bytes:
+    return Path(os.environ["BENCH_SSE_FILE"]).read_bytes()
+
+
+async def recorded_stream(_: object) -> Response:
+    return Response(_recorded(), media_type="text/event-stream")
+
+
+app = Starlette(
+    routes=[
+        Route("/", login_page),
+        Route("/healthz", login_page),
+        Route("/sse", recorded_stream),
+    ]
+)

@@ -29,7 +29,9 @@ would pay).
    Long tasks (PerformanceObserver) are counted from navigation until rendered.
    Baseline: a page of the same origin (the console's not-found page, idle) evaluating
    a bare `EventSource` on `/v1/sessions/<id>/live` that counts messages until
-   session.closed: the API's history read and the transport, without the app.
+   session.closed: the API's history read and the transport, without the app. For
+   reference, the same bare EventSource on the same bytes recorded and answered in one
+   piece by the baseline app: what the browser alone needs to take in the stream.
 Rounds interleave the targets (order alternating); tables give medians over rounds.
 """
 
@@ -40,11 +42,13 @@ import asyncio
 import gzip
 import re
 import statistics
+import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Final
 
 import httpx
@@ -238,34 +242,67 @@ def prepared_session(platform: Platform, *, events: int, seed: int) -> tuple[str
     return session_id, turns
 
 
+def record_stream(platform: Platform, session_id: str, path: Path) -> None:
+    """Save the session's `/live` answer (history, ready, end) to `path`."""
+    url = f"{platform.url}/v1/sessions/{session_id}/live"
+    headers = {"Authorization": f"Bearer {platform.key}"}
+    with httpx.stream("GET", url, headers=headers, timeout=60) as answer, path.open("wb") as out:
+        for chunk in answer.iter_raw():
+            out.write(chunk)
+
+
+@dataclass
+class TimelineResults:
+    console: list[TimelineRun] = field(default_factory=list)
+    closed: list[float] = field(default_factory=list)
+    """The bare EventSource on `/live`: ms until session.closed."""
+    first: list[float] = field(default_factory=list)
+    """... and until its first event."""
+    replayed: list[float] = field(default_factory=list)
+    """The bare EventSource on the recorded stream: ms until session.closed."""
+
+
 def timeline_runs(
-    browser: Browser, platform: Platform, session_id: str, *, turns: int, events: int, rounds: int
-) -> tuple[list[TimelineRun], list[float], list[float]]:
-    """The console's timeline and the bare EventSource, `rounds` times, interleaved;
-    returns the console runs, the baseline's times to closed and to its first event."""
+    browser: Browser,
+    platform: Platform,
+    session_id: str,
+    *,
+    replay_url: str,
+    turns: int,
+    events: int,
+    rounds: int,
+) -> TimelineResults:
+    """The console's timeline and the bare EventSources, `rounds` times, interleaved."""
     state = _logged_in(browser, platform)
-    console: list[TimelineRun] = []
-    closed: list[float] = []
-    first: list[float] = []
+    results = TimelineResults()
     for round_ in range(rounds):
-        for target in ("console", "eventsource")[:: 1 if round_ % 2 == 0 else -1]:
+        for target in ("console", "eventsource", "replay")[:: 1 if round_ % 2 == 0 else -1]:
+            if target == "replay":
+                context = browser.new_context(base_url=replay_url)
+                try:
+                    ms = _replayed(context, events=events)
+                finally:
+                    context.close()
+                results.replayed.append(ms)
+                print(f"round {round_ + 1} recorded stream: {ms:.0f} ms", flush=True)
+                continue
             context = browser.new_context(base_url=platform.url, storage_state=state)
             try:
                 if target == "console":
                     run = _timeline(context, session_id, turns=turns, events=events)
-                    console.append(run)
+                    results.console.append(run)
                     print(f"round {round_ + 1} console: rendered {run.rendered_ms:.0f} ms, "
                           f"scrollable {run.scroll_ms:.0f} ms, longest task "
                           f"{run.longest_task_ms:.0f} ms", flush=True)  # fmt: skip
                 else:
                     result = _eventsource(context, session_id, events=events)
-                    closed.append(result["ms"])
-                    first.append(result["first"])
+                    results.closed.append(result["ms"])
+                    results.first.append(result["first"])
                     print(f"round {round_ + 1} eventsource: {result['count']} events in "
                           f"{result['ms']:.0f} ms", flush=True)  # fmt: skip
             finally:
                 context.close()
-    return console, closed, first
+    return results
 
 
 def _logged_in(browser: Browser, platform: Platform) -> Any:
@@ -314,6 +351,18 @@ def _eventsource(context: BrowserContext, session_id: str, *, events: int) -> di
     return result
 
 
+def _replayed(context: BrowserContext, *, events: int) -> float:
+    page = context.new_page()
+    page.goto("/")
+    result: dict[str, Any] = page.evaluate(
+        EVENTSOURCE_SCRIPT, {"url": "/sse", "types": list(EVENT_TYPES)}
+    )
+    if result["count"] != events:
+        raise SystemExit(f"the recorded stream gave {result['count']} events, not {events}")
+    ms: float = result["ms"]
+    return ms
+
+
 # --- report -------------------------------------------------------------------------
 
 
@@ -332,7 +381,9 @@ def report_loads(results: dict[str, list[Load]]) -> None:
               f"{m.form_ms / base.form_ms:>10.2f}")  # fmt: skip
 
 
-def report_timeline(console: list[TimelineRun], closed: list[float], first: list[float]) -> None:
+def report_timeline(results: TimelineResults) -> None:
+    console, closed, first = results.console, results.closed, results.first
+
     def med(values: Iterable[float]) -> float:
         return statistics.median(values)
 
@@ -348,6 +399,7 @@ def report_timeline(console: list[TimelineRun], closed: list[float], first: list
         ("console: scrollable (last turn visible)", scroll, None),
         ("bare EventSource: first event", med(first), None),
         ("bare EventSource: session.closed", base, base),
+        ("bare EventSource, recorded stream in one piece", med(results.replayed), base),
         ("console: longest task until rendered", med(r.longest_task_ms for r in console), None),
         ("console: long tasks until rendered (count)", med(r.long_tasks for r in console), None),
         ("console: blocking time (sum over 50 ms)", med(r.blocked_ms for r in console), None),
@@ -382,26 +434,28 @@ def main() -> None:
     args = parser.parse_args()
     print(f"seed {args.seed}; Chromium {CHROMIUM}, headless, loopback")
     baseline: Server | None = None
-    with running_api("bench_console") as platform:
+    with running_api("bench_console") as platform, tempfile.TemporaryDirectory() as tmp:
         try:
-            baseline = Server(
-                "baseline", ["-m", "uvicorn", "bench.console_baseline:app", *UVICORN_FLAGS],
-                {}, "/healthz",
-            )  # fmt: skip
             bundle(platform.url)
             session_id, turns = prepared_session(platform, events=args.events, seed=args.seed)
+            recorded = Path(tmp) / "stream.txt"
+            record_stream(platform, session_id, recorded)
+            baseline = Server(
+                "baseline", ["-m", "uvicorn", "bench.console_baseline:app", *UVICORN_FLAGS],
+                {"BENCH_SSE_FILE": str(recorded)}, "/healthz",
+            )  # fmt: skip
             with chromium() as browser:
                 urls = {"console": platform.url + "/", "baseline": baseline.url + "/"}
                 loads = first_loads(browser, urls, args.rounds)
                 timeline = timeline_runs(
-                    browser, platform, session_id,
+                    browser, platform, session_id, replay_url=baseline.url,
                     turns=turns, events=args.events, rounds=args.timeline_rounds,
                 )  # fmt: skip
         finally:
             if baseline is not None:
                 baseline.stop()
     report_loads(loads)
-    report_timeline(*timeline)
+    report_timeline(timeline)
 
 
 if __name__ == "__main__":
