@@ -3,13 +3,15 @@
 Not a route: the router's fallback, so it answers only what no API route matches, and a
 405 of an API route stays a 405. `/assets/*` are content-hashed build outputs, cached for
 a year; any other path that is not a file of the build (a page of the app such as
-`/sessions/abc`) answers `index.html`, never cached. Paths under the API's own prefixes
-(`/v1`, `/docs`, ...) are 404. Files resolve inside the build folder only. Without a build
-the console answers 503 with how to make one.
+`/sessions/abc`) answers `index.html`, never cached. A browser that accepts gzip gets the
+build's precompressed copy (`<file>.gz`, written by the console's build). Paths under the
+API's own prefixes (`/v1`, `/docs`, ...) are 404. Files resolve inside the build folder
+only. Without a build the console answers 503 with how to make one.
 """
 
 from __future__ import annotations
 
+import mimetypes
 import urllib.parse
 from pathlib import Path
 from typing import Final
@@ -75,14 +77,29 @@ class ConsoleApp:
         if path.startswith("/assets/"):
             if file is None:
                 raise HTTPException(404, "no such console asset")
-            await FileResponse(file, headers={"Cache-Control": IMMUTABLE})(scope, receive, send)
+            await _file(scope, file, {"Cache-Control": IMMUTABLE})(scope, receive, send)
             return
         target = file if file is not None and file.name != "index.html" else index
         headers = self._headers(NO_CACHE) if target == index else {"Cache-Control": NO_CACHE}
-        await FileResponse(target, headers=headers)(scope, receive, send)
+        await _file(scope, target, headers)(scope, receive, send)
 
     def _headers(self, cache: str) -> dict[str, str]:
         return {"Cache-Control": cache, "Content-Security-Policy": self._csp}
+
+
+def _file(scope: Scope, file: Path, headers: dict[str, str]) -> FileResponse:
+    """`file`, or its precompressed copy when there is one and the client accepts gzip."""
+    packed = file.with_name(file.name + ".gz")
+    if not packed.is_file():
+        return FileResponse(file, headers=headers)
+    headers = {**headers, "Vary": "Accept-Encoding"}
+    accepted = b"".join(v for k, v in scope.get("headers", ()) if k == b"accept-encoding")
+    if b"gzip" not in accepted:
+        return FileResponse(file, headers=headers)
+    media_type = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+    return FileResponse(
+        packed, media_type=media_type, headers={**headers, "Content-Encoding": "gzip"}
+    )
 
 
 def _is_api(path: str) -> bool:

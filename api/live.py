@@ -33,12 +33,11 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from turnlog.api.errors import DependencyUnavailableError
+from turnlog.api.live_events import Sequencer, decode_event, sse
 from turnlog.api.live_hub import LiveHub, LiveRecord, Viewer
-from turnlog.schemas import SessionClosed
 
 logger = logging.getLogger(__name__)
 
-CLOSED_TYPE: Final = SessionClosed.TYPE
 _TIMEOUT_S: Final = 5.0
 _HISTORY_TIMEOUT_S: Final = 30.0
 HISTORY_MARGIN: Final = timedelta(minutes=10)
@@ -95,17 +94,6 @@ class KafkaMetadata:
             self._client = None
 
 
-def sse(event: str | None, data: str, *, event_id: str | None = None) -> bytes:
-    """One SSE message; `data` may span lines."""
-    lines = []
-    if event_id is not None:
-        lines.append(f"id: {event_id}")
-    if event is not None:
-        lines.append(f"event: {event}")
-    lines += [f"data: {line}" for line in data.splitlines() or [""]]
-    return ("\n".join(lines) + "\n\n").encode()
-
-
 @dataclass(frozen=True, slots=True)
 class StreamRequest:
     """What one live stream reads."""
@@ -139,27 +127,26 @@ async def session_stream(
 async def _deliver(
     viewer: Viewer, request: StreamRequest, bootstrap: str, topic: str, heartbeat_s: float
 ) -> AsyncIterator[bytes]:
-    last = request.after
+    """History then live; each chunk carries every message at hand (one write for a batch
+    of the log, not one per event)."""
+    order = Sequencer(request.after)
+    sent = 0
     try:
-        history = await read_history(
+        async for values in read_history(
             bootstrap=bootstrap, topic=topic, viewer=viewer, started_at=request.started_at
-        )
+        ):
+            messages = order.take(decode_event(value) for value in values)
+            if messages:
+                sent += len(messages)
+                yield b"".join(messages)
     except (KafkaError, OSError, TimeoutError) as error:
         logger.warning("history of %s cannot be read: %r", request.session_id, error)
         yield sse("error", json.dumps({"error": "kafka_unavailable"}))
         return
-    sent, closed = 0, False
-    for value in history:
-        event = decode_event(value)
-        if event is None or event.sequence <= last:
-            continue
-        last, closed = event.sequence, event.closed
-        sent += 1
-        yield event.message
     yield sse("ready", json.dumps({
         "session_id": request.session_id, "after": request.after, "history": sent,
     }))  # fmt: skip
-    while not closed:
+    while not order.closed:
         if viewer.overflowed:
             yield sse("error", json.dumps({
                 "error": "too_slow", "message": "the stream fell too far behind; reconnect "
@@ -173,15 +160,18 @@ async def _deliver(
         if record is None:
             yield b": keep-alive\n\n"
             continue
-        event = decode_event(record.value)
-        if event is None or event.sequence <= last:
-            continue  # not an event, or a duplicate (a producer's retry)
-        if event.sequence != last + 1:
+        records = [record]
+        while not viewer.queue.empty():
+            records.append(viewer.queue.get_nowait())
+        before = order.last
+        messages = order.take(r.event for r in records)
+        if messages and order.last - before != len(messages):
             logger.warning(
-                "session %s: sequence %d follows %d", request.session_id, event.sequence, last
-            )
-        last, closed = event.sequence, event.closed
-        yield event.message
+                "session %s: %d events took the sequence from %d to %d",
+                request.session_id, len(messages), before, order.last,
+            )  # fmt: skip
+        if messages:
+            yield b"".join(messages)
 
 
 async def _next(viewer: Viewer, heartbeat_s: float) -> LiveRecord | None:
@@ -202,36 +192,41 @@ async def _next(viewer: Viewer, heartbeat_s: float) -> LiveRecord | None:
 
 async def read_history(
     *, bootstrap: str, topic: str, viewer: Viewer, started_at: datetime | None
-) -> list[bytes]:
+) -> AsyncIterator[list[bytes]]:
     """The values of the session's records in its partition before the viewer's start
     offset, from the first offset stamped at or after `started_at` minus a margin (the
-    whole partition when unknown), in log order."""
+    whole partition when unknown), in log order, a fetched batch at a time (sent as it
+    comes: the first events need not wait for the last)."""
     tp = TopicPartition(topic, viewer.partition)
     if viewer.start_offset <= 0:
-        return []
+        return
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
         request_timeout_ms=10_000, fetch_max_wait_ms=100,
     )  # fmt: skip
-    key, values = viewer.session_id.encode(), list[bytes]()
+    key = viewer.session_id.encode()
     try:
         async with asyncio.timeout(_TIMEOUT_S):
             await consumer.start()
             consumer.assign([tp])
             start = await _start_offset(consumer, tp, started_at)
         if start >= viewer.start_offset:
-            return []
+            return
         consumer.seek(tp, start)
         while True:
             async with asyncio.timeout(_HISTORY_TIMEOUT_S):
-                batches = await consumer.getmany(tp, timeout_ms=1000, max_records=5000)
+                batches = await consumer.getmany(tp, timeout_ms=1000, max_records=2000)
+            values, done = [], False
             for record in batches.get(tp, []):
                 if record.offset >= viewer.start_offset:
-                    return values
+                    done = True
+                    break
                 if record.key == key and record.value is not None:
                     values.append(record.value)
-            if await consumer.position(tp) >= viewer.start_offset:
-                return values
+            if values:
+                yield values
+            if done or await consumer.position(tp) >= viewer.start_offset:
+                return
     finally:
         with anyio.move_on_after(_TIMEOUT_S, shield=True), contextlib.suppress(KafkaError, OSError):
             await consumer.stop()
@@ -249,32 +244,3 @@ async def _start_offset(
         end: int = (await consumer.end_offsets([tp]))[tp]
         return end
     return max(first, int(found.offset))
-
-
-@dataclass(frozen=True, slots=True)
-class DecodedEvent:
-    sequence: int
-    closed: bool
-    """Whether it is the session's `session.closed`."""
-    message: bytes
-    """Its SSE message."""
-
-
-def decode_event(value: bytes) -> DecodedEvent | None:
-    """One log record as an SSE message; None when it is not an event."""
-    message, closed = _event_message(value)
-    if message is None:
-        return None
-    sequence = int(message.split(b"\n", 1)[0].removeprefix(b"id: "))
-    return DecodedEvent(sequence, closed, message)
-
-
-def _event_message(value: bytes) -> tuple[bytes | None, bool]:
-    """The SSE message of one log record, and whether it closes the session."""
-    try:
-        text = value.decode()
-        envelope = json.loads(text)
-        type_, sequence = str(envelope["type"]), int(envelope["sequence"])
-    except (UnicodeDecodeError, ValueError, KeyError, TypeError):
-        return None, False  # not ours to judge: the streams worker sends it to the DLQ
-    return sse(type_, text, event_id=str(sequence)), type_ == CLOSED_TYPE

@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from turnlog.api.errors import DependencyUnavailableError
+from turnlog.api.live_events import DecodedEvent, decode_event
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,8 @@ _RETRY_S: Final = 1.0
 @dataclass(frozen=True, slots=True)
 class LiveRecord:
     offset: int
-    value: bytes
+    event: DecodedEvent | None
+    """The record as an SSE message, decoded once for every viewer (None: not an event)."""
 
 
 @dataclass(eq=False)
@@ -147,11 +149,12 @@ class LiveHub:
             self._positions[partition] = offset + 1
             if not viewers or value is None:
                 continue
+            live = LiveRecord(offset, decode_event(value))
             for viewer in viewers:
                 if viewer.overflowed or offset < viewer.start_offset:
                     continue
                 try:
-                    viewer.queue.put_nowait(LiveRecord(offset, value))
+                    viewer.queue.put_nowait(live)
                 except asyncio.QueueFull:
                     viewer.overflowed = True
                     viewer.closed.set()

@@ -131,7 +131,7 @@ class ApiSettings(BaseSettings):
     storage URI shared by every API process, e.g. `redis://host:6379` (needs the
     storage's asyncio client installed, `coredis` for Redis). A secret: it may hold a
     password."""
-    live_streams_max: int = Field(100, ge=1, validation_alias="TURNLOG_API_LIVE_STREAMS_MAX")
+    live_streams_max: int = Field(1000, ge=1, validation_alias="TURNLOG_API_LIVE_STREAMS_MAX")
     """Live event streams open at once (viewers of the process's one Kafka reader)."""
 
     analytics_query_timeout_max_s: float = Field(

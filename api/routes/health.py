@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Final, Literal
 
@@ -79,12 +80,21 @@ async def readyz(services: ServicesDep, response: Response) -> Readiness:
     return Readiness(status="ready" if ready else "not_ready", checks=checks)
 
 
+_USERINFO: Final = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def redact_userinfo(text: str) -> str:
+    """`text` without the credentials of any URL in it (`/readyz` needs no key, and a
+    store's error may quote its URL)."""
+    return _USERINFO.sub("***@", text)
+
+
 async def _check(name: str, probe: Callable[[], Awaitable[object]]) -> Check:
     try:
         async with asyncio.timeout(CHECK_TIMEOUT_S):
             await probe()
     except ApiError as error:
-        return Check(ok=False, error=error.message)
+        return Check(ok=False, error=redact_userinfo(error.message))
     except TimeoutError:
         return Check(ok=False, error=f"no answer within {CHECK_TIMEOUT_S:g} s")
     except Exception as error:

@@ -4,6 +4,7 @@ the API's paths stay the API's, and a missing build answers 503 saying how to bu
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,27 @@ def test_pages_answer_the_index_uncached_with_the_console_csp(
     assert answer.headers["content-security-policy"] == CSP
     assert answer.headers["x-frame-options"] == "DENY"
     assert console.head(path).status_code == 200
+
+
+def test_a_browser_that_accepts_gzip_gets_the_precompressed_copy(
+    console: TestClient, dist: Path
+) -> None:
+    script = dist / "assets" / "app-1a2b.js"
+    (script.parent / (script.name + ".gz")).write_bytes(gzip.compress(script.read_bytes()))
+    (dist / "index.html.gz").write_bytes(gzip.compress(INDEX.encode()))
+    for path, body, kind in (("/assets/app-1a2b.js", script.read_text(), "text/javascript"),
+                             ("/sessions/abc", INDEX, "text/html")):  # fmt: skip
+        packed = console.get(path, headers={"Accept-Encoding": "gzip, br"})
+        assert packed.headers["content-encoding"] == "gzip"
+        assert packed.headers["vary"] == "Accept-Encoding"
+        assert packed.headers["content-type"].startswith(kind)
+        assert packed.text == body  # the client decodes it
+        plain = console.get(path, headers={"Accept-Encoding": "identity"})
+        assert "content-encoding" not in plain.headers
+        assert (plain.text, plain.headers["vary"]) == (body, "Accept-Encoding")
+    assert console.get("/", headers={"Accept-Encoding": "gzip"}).headers[
+        "content-security-policy"
+    ] == CSP
 
 
 def test_assets_are_immutable_and_unknown_ones_404(console: TestClient) -> None:

@@ -4,6 +4,7 @@ SSE framing. No services."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from datetime import timedelta
 from types import SimpleNamespace
@@ -16,10 +17,11 @@ from livekit.api import TokenVerifier
 from turnlog.api.errors import ConfigurationError, RateLimitedError, error_body
 from turnlog.api.keys import KEY_PREFIX, InvalidKeySpecError, check_scopes, hash_key, new_key
 from turnlog.api.limits_adapter import ADAPTED, SparseSweepMemoryStorage
-from turnlog.api.live import _event_message, sse
+from turnlog.api.live_events import DecodedEvent, Sequencer, _event_message, decode_event, sse
 from turnlog.api.live_hub import LiveHub, Viewer
 from turnlog.api.livekit_tokens import issue_token, reference_token
 from turnlog.api.ratelimit import RateLimit, RateLimits, limit_store
+from turnlog.api.routes.health import redact_userinfo
 from turnlog.api.settings import load_api_settings
 
 pytestmark = pytest.mark.unit
@@ -224,3 +226,50 @@ def test_a_slow_viewer_is_cut_off_and_the_others_go_on() -> None:
         assert (fast.overflowed, hub._positions[0]) == (False, 10)
 
     asyncio.run(run())
+
+
+def _event(sequence: int, type_: str = "turnlog.user.state_changed.v1") -> bytes:
+    return json.dumps({"type": type_, "sequence": sequence, "data": {}}).encode()
+
+
+def test_the_hub_decodes_a_record_once_for_all_its_viewers() -> None:
+    async def run() -> None:
+        async def no_partitions(topic: str) -> list[int]:
+            return []
+
+        hub = LiveHub(bootstrap="unused:1", topic="t", partitions=no_partitions)
+        one, two = Viewer("s", 0, 0, asyncio.Queue(10)), Viewer("s", 0, 0, asyncio.Queue(10))
+        hub._viewers[b"s"] = {one, two}
+        hub._dispatch(0, [SimpleNamespace(offset=0, key=b"s", value=_event(7)),
+                          SimpleNamespace(offset=1, key=b"s", value=b"not json")])  # fmt: skip
+        first, second = one.queue.get_nowait(), two.queue.get_nowait()
+        assert first is second  # one decoded record, shared
+        assert first.event is not None
+        assert (first.event.sequence, first.event.closed) == (7, False)
+        assert first.event.message.startswith(b"id: 7\nevent: turnlog.user.state_changed.v1\n")
+        assert one.queue.get_nowait().event is None  # not an event: passed on as None
+
+    asyncio.run(run())
+
+
+def test_the_sequencer_sends_each_sequence_once_above_the_clients_and_stops_when_closed() -> None:
+    order = Sequencer(after=2)
+    events: list[DecodedEvent | None] = [
+        decode_event(_event(n)) for n in (1, 2, 3, 4, 4, 3)
+    ]  # fmt: skip
+    assert order.take([*events, None]) == [e.message for e in events[2:4] if e]
+    assert order.last == 4
+    closed = decode_event(_event(5, "turnlog.session.closed.v1"))
+    assert order.take([closed, decode_event(_event(6))]) == [closed.message if closed else b""]
+    assert (order.last, order.closed) == (5, True)
+    assert order.take([decode_event(_event(7))]) == []
+
+
+def test_readiness_errors_never_carry_url_credentials() -> None:
+    said = "the analytics store cannot be reached: http://analyst:s3cret@ch.internal:8123 refused"
+    assert redact_userinfo(said) == (
+        "the analytics store cannot be reached: http://***@ch.internal:8123 refused"
+    )
+    assert redact_userinfo("Kafka at 127.0.0.1:1 cannot be reached") == (
+        "Kafka at 127.0.0.1:1 cannot be reached"
+    )
