@@ -18,7 +18,6 @@ quiet; the stream ends after `session.closed`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -26,15 +25,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-import anyio
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from turnlog.api.errors import DependencyUnavailableError
-from turnlog.api.live_events import Sequencer, decode_event, sse
-from turnlog.api.live_hub import LiveHub, LiveRecord, Viewer
+from turnlog.api.live_events import DecodedEvent, Sequencer, decode_event, history_message, sse
+from turnlog.api.live_hub import HistoryReaders, LiveHub, LiveRecord, Viewer
 
 logger = logging.getLogger(__name__)
 
@@ -104,10 +102,12 @@ class StreamRequest:
     """Deliver the events whose sequence is greater (0: all)."""
     started_at: datetime | None
     """The session's start (PostgreSQL): where the history's search in the log begins."""
+    batched: bool = False
+    """Send the history as `history` messages (JSON arrays), not one message per event."""
 
 
 async def session_stream(
-    hub: LiveHub, request: StreamRequest, *, bootstrap: str, topic: str, heartbeat_s: float
+    hub: LiveHub, request: StreamRequest, *, topic: str, heartbeat_s: float
 ) -> AsyncIterator[bytes]:
     """The SSE messages of the session's events after `request.after`; see the module
     doc. The viewer is registered before the history is read, so nothing falls between."""
@@ -118,14 +118,18 @@ async def session_stream(
         yield sse("error", json.dumps({"error": "kafka_unavailable"}))
         return
     try:
-        async for message in _deliver(viewer, request, bootstrap, topic, heartbeat_s):
+        async for message in _deliver(viewer, request, hub.readers, topic, heartbeat_s):
             yield message
     finally:
         hub.unsubscribe(viewer)
 
 
 async def _deliver(
-    viewer: Viewer, request: StreamRequest, bootstrap: str, topic: str, heartbeat_s: float
+    viewer: Viewer,
+    request: StreamRequest,
+    readers: HistoryReaders,
+    topic: str,
+    heartbeat_s: float,
 ) -> AsyncIterator[bytes]:
     """History then live; each chunk carries every message at hand (one write for a batch
     of the log, not one per event)."""
@@ -133,12 +137,12 @@ async def _deliver(
     sent = 0
     try:
         async for values in read_history(
-            bootstrap=bootstrap, topic=topic, viewer=viewer, started_at=request.started_at
+            readers, topic=topic, viewer=viewer, started_at=request.started_at
         ):
-            messages = order.take(decode_event(value) for value in values)
-            if messages:
-                sent += len(messages)
-                yield b"".join(messages)
+            events = order.take(decode_event(value) for value in values)
+            if events:
+                sent += len(events)
+                yield history_message(events) if request.batched else _joined(events)
     except (KafkaError, OSError, TimeoutError) as error:
         logger.warning("history of %s cannot be read: %r", request.session_id, error)
         yield sse("error", json.dumps({"error": "kafka_unavailable"}))
@@ -164,14 +168,19 @@ async def _deliver(
         while not viewer.queue.empty():
             records.append(viewer.queue.get_nowait())
         before = order.last
-        messages = order.take(r.event for r in records)
-        if messages and order.last - before != len(messages):
+        events = order.take(r.event for r in records)
+        if events and order.last - before != len(events):
             logger.warning(
                 "session %s: %d events took the sequence from %d to %d",
-                request.session_id, len(messages), before, order.last,
+                request.session_id, len(events), before, order.last,
             )  # fmt: skip
-        if messages:
-            yield b"".join(messages)
+        if events:
+            yield _joined(events)
+
+
+def _joined(events: list[DecodedEvent]) -> bytes:
+    """The events' messages in one write."""
+    return b"".join(event.message for event in events)
 
 
 async def _next(viewer: Viewer, heartbeat_s: float) -> LiveRecord | None:
@@ -191,7 +200,7 @@ async def _next(viewer: Viewer, heartbeat_s: float) -> LiveRecord | None:
 
 
 async def read_history(
-    *, bootstrap: str, topic: str, viewer: Viewer, started_at: datetime | None
+    readers: HistoryReaders, *, topic: str, viewer: Viewer, started_at: datetime | None
 ) -> AsyncIterator[list[bytes]]:
     """The values of the session's records in its partition before the viewer's start
     offset, from the first offset stamped at or after `started_at` minus a margin (the
@@ -200,15 +209,10 @@ async def read_history(
     tp = TopicPartition(topic, viewer.partition)
     if viewer.start_offset <= 0:
         return
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-        request_timeout_ms=10_000, fetch_max_wait_ms=100,
-    )  # fmt: skip
     key = viewer.session_id.encode()
-    try:
+    async with readers.reader() as consumer:
+        consumer.assign([tp])
         async with asyncio.timeout(_TIMEOUT_S):
-            await consumer.start()
-            consumer.assign([tp])
             start = await _start_offset(consumer, tp, started_at)
         if start >= viewer.start_offset:
             return
@@ -227,9 +231,6 @@ async def read_history(
                 yield values
             if done or await consumer.position(tp) >= viewer.start_offset:
                 return
-    finally:
-        with anyio.move_on_after(_TIMEOUT_S, shield=True), contextlib.suppress(KafkaError, OSError):
-            await consumer.stop()
 
 
 async def _start_offset(

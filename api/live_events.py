@@ -35,6 +35,8 @@ class DecodedEvent:
     """Whether it is the session's `session.closed`."""
     message: bytes
     """Its SSE message."""
+    value: bytes
+    """The CloudEvent JSON as it is in the log."""
 
 
 def decode_event(value: bytes) -> DecodedEvent | None:
@@ -43,7 +45,15 @@ def decode_event(value: bytes) -> DecodedEvent | None:
     if message is None:
         return None
     sequence = int(message.split(b"\n", 1)[0].removeprefix(b"id: "))
-    return DecodedEvent(sequence, closed, message)
+    return DecodedEvent(sequence, closed, message, value)
+
+
+def history_message(events: list[DecodedEvent]) -> bytes:
+    """Several events as one SSE message (`event: history`, `data`: a JSON array of the
+    CloudEvents, `id`: the last sequence): a browser's EventSource takes one 10,000-event
+    history this way in a fraction of the time it needs for 10,000 messages."""
+    data = b"[" + b",".join(event.value for event in events) + b"]"
+    return sse("history", data.decode(), event_id=str(events[-1].sequence))
 
 
 def _event_message(value: bytes) -> tuple[bytes | None, bool]:
@@ -64,15 +74,15 @@ class Sequencer:
         self.last = after
         self.closed = False
 
-    def take(self, events: Iterable[DecodedEvent | None]) -> list[bytes]:
-        """The messages of `events` to send, dropping non-events and sequences already
-        sent (a producer's retry); stops after `session.closed`."""
-        messages = []
+    def take(self, events: Iterable[DecodedEvent | None]) -> list[DecodedEvent]:
+        """The `events` to send, dropping non-events and sequences already sent (a
+        producer's retry); stops after `session.closed`."""
+        kept = []
         for event in events:
             if self.closed:
                 break
             if event is None or event.sequence <= self.last:
                 continue
             self.last, self.closed = event.sequence, event.closed
-            messages.append(event.message)
-        return messages
+            kept.append(event)
+        return kept

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -29,6 +29,63 @@ logger = logging.getLogger(__name__)
 
 _TIMEOUT_S: Final = 5.0
 _RETRY_S: Final = 1.0
+HISTORY_FETCH_BYTES: Final = 16 * 1024 * 1024
+"""What a history reader fetches at once: a long session's history in a few round trips
+(the default takes 1 MB a round trip)."""
+
+
+class HistoryReaders:
+    """Started Kafka consumers for the streams' history reads, kept for the next stream
+    (`idle_max` at most): starting one (bootstrap, metadata) costs about as much as
+    reading a whole session's history."""
+
+    def __init__(self, bootstrap: str, *, idle_max: int = 4) -> None:
+        self._bootstrap = bootstrap
+        self._idle: list[AIOKafkaConsumer] = []
+        self._idle_max = idle_max
+        self.started = 0
+        """Consumers started so far (reused ones count once)."""
+
+    @contextlib.asynccontextmanager
+    async def reader(self) -> AsyncIterator[AIOKafkaConsumer]:
+        """A started consumer, assigned nothing: assign and seek it. A reader that failed
+        is stopped, not kept."""
+        consumer = self._idle.pop() if self._idle else await self._start()
+        healthy = False
+        try:
+            yield consumer
+            healthy = True
+        finally:
+            consumer.assign([])
+            if healthy and len(self._idle) < self._idle_max:
+                self._idle.append(consumer)
+            else:
+                await _stop(consumer)
+
+    async def _start(self) -> AIOKafkaConsumer:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap, group_id=None, enable_auto_commit=False,
+            request_timeout_ms=10_000, fetch_max_wait_ms=100,
+            max_partition_fetch_bytes=HISTORY_FETCH_BYTES, fetch_max_bytes=HISTORY_FETCH_BYTES,
+        )  # fmt: skip
+        try:
+            async with asyncio.timeout(_TIMEOUT_S):
+                await consumer.start()
+        except BaseException:
+            await _stop(consumer)
+            raise
+        self.started += 1
+        return consumer
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for consumer in idle:
+            await _stop(consumer)
+
+
+async def _stop(consumer: AIOKafkaConsumer) -> None:
+    with anyio.move_on_after(_TIMEOUT_S, shield=True), contextlib.suppress(KafkaError, OSError):
+        await consumer.stop()
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +131,8 @@ class LiveHub:
         self._lock = asyncio.Lock()
         self._positions: dict[int, int] = {}
         self._viewers: dict[bytes, set[Viewer]] = {}
+        self.readers = HistoryReaders(bootstrap)
+        """Where the streams read their histories."""
         self.consumers_started = 0
         """Kafka consumers this hub has started (one, unless Kafka failed at start)."""
 
@@ -168,9 +227,6 @@ class LiveHub:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         if self._consumer is not None:
-            with (
-                anyio.move_on_after(_TIMEOUT_S, shield=True),
-                contextlib.suppress(KafkaError, OSError),
-            ):
-                await self._consumer.stop()
+            await _stop(self._consumer)
             self._consumer = None
+        await self.readers.close()

@@ -28,7 +28,8 @@ would pay).
    chunk, the login check, the API's history read from Kafka, SSE, parsing and React.
    Long tasks (PerformanceObserver) are counted from navigation until rendered.
    Baseline: a page of the same origin (the console's not-found page, idle) evaluating
-   a bare `EventSource` on `/v1/sessions/<id>/live` that counts messages until
+   a bare `EventSource` on `/v1/sessions/<id>/live?history=batched` (the console's own
+   request) that counts the events (history batches and single events) until
    session.closed: the API's history read and the transport, without the app. For
    reference, the same bare EventSource on the same bytes recorded and answered in one
    piece by the baseline app: what the browser alone needs to take in the stream.
@@ -126,7 +127,17 @@ EVENTSOURCE_SCRIPT: Final = """
       resolve({ ms: performance.now() - t0, count, first });
     }
   };
+  const onHistory = (message) => {
+    const batch = JSON.parse(message.data);
+    count += batch.length;
+    if (first === null) first = performance.now() - t0;
+    if (batch.length && batch[batch.length - 1].type === "turnlog.session.closed.v1") {
+      source.close();
+      resolve({ ms: performance.now() - t0, count, first });
+    }
+  };
   for (const type of types) source.addEventListener(type, onEvent);
+  source.addEventListener("history", onHistory);
   source.addEventListener("error", () => { source.close(); reject(new Error("stream failed")); });
 })
 """
@@ -244,7 +255,7 @@ def prepared_session(platform: Platform, *, events: int, seed: int) -> tuple[str
 
 def record_stream(platform: Platform, session_id: str, path: Path) -> None:
     """Save the session's `/live` answer (history, ready, end) to `path`."""
-    url = f"{platform.url}/v1/sessions/{session_id}/live"
+    url = f"{platform.url}/v1/sessions/{session_id}/live?history=batched"
     headers = {"Authorization": f"Bearer {platform.key}"}
     with httpx.stream("GET", url, headers=headers, timeout=60) as answer, path.open("wb") as out:
         for chunk in answer.iter_raw():
@@ -344,7 +355,8 @@ def _eventsource(context: BrowserContext, session_id: str, *, events: int) -> di
     page.goto("/bench-baseline-idle")
     page.get_by_role("heading", name="Not found").wait_for(timeout=TIMEOUT_MS)
     result: dict[str, Any] = page.evaluate(
-        EVENTSOURCE_SCRIPT, {"url": f"/v1/sessions/{session_id}/live", "types": list(EVENT_TYPES)}
+        EVENTSOURCE_SCRIPT,
+        {"url": f"/v1/sessions/{session_id}/live?history=batched", "types": list(EVENT_TYPES)},
     )
     if result["count"] != events:
         raise SystemExit(f"the bare EventSource got {result['count']} events, not {events}")

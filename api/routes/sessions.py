@@ -238,6 +238,12 @@ async def live_events(
     after: Annotated[
         int, Query(ge=0, le=2**62, description="Deliver the events after this sequence.")
     ] = 0,
+    history: Annotated[
+        Literal["events", "batched"],
+        Query(description="`batched`: the history as `history` messages, each a JSON array "
+              "of events with the last one's sequence as its `id` (far faster for a browser "
+              "to take in); live events stay one message each."),
+    ] = "events",
     last_event_id: Annotated[
         int | None,
         Header(alias="Last-Event-ID", ge=0, le=2**62,
@@ -260,11 +266,12 @@ async def live_events(
     partition = await services.kafka.partition_of(settings.events_topic, session_id)
     services.metrics.live_streams.inc()
     request = StreamRequest(
-        session_id, partition, last_event_id if last_event_id is not None else after, started_at
-    )
+        session_id, partition, last_event_id if last_event_id is not None else after, started_at,
+        batched=history == "batched",
+    )  # fmt: skip
     stream = _counted(services, session_stream(
-        services.live_hub, request, bootstrap=settings.kafka_bootstrap,
-        topic=settings.events_topic, heartbeat_s=settings.live_heartbeat_s,
+        services.live_hub, request, topic=settings.events_topic,
+        heartbeat_s=settings.live_heartbeat_s,
     ))  # fmt: skip
     return StreamingResponse(
         stream,

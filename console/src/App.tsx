@@ -2,12 +2,27 @@
  * (the voice client and the charts load only on the pages that use them). */
 import { lazy, Suspense } from "react";
 import { Navigate, NavLink, Route, Routes } from "react-router-dom";
+import { prefetchSessionEvents } from "./api/live";
 import { AuthGate, useAuth } from "./auth";
 import { SessionsPage } from "./pages/Sessions";
 
-const TalkPage = lazy(() => import("./pages/Talk"));
-const TimelinePage = lazy(() => import("./pages/Timeline"));
-const AnalyticsPage = lazy(() => import("./pages/Analytics"));
+const pages = {
+  talk: () => import("./pages/Talk"),
+  timeline: () => import("./pages/Timeline"),
+  analytics: () => import("./pages/Analytics"),
+};
+// The page opened first starts loading now, alongside the sign-in check, not after it.
+const first = window.location.pathname.split("/")[1];
+if (first === "talk") void pages.talk();
+else if (first === "sessions" && window.location.pathname.split("/")[2]) {
+  void pages.timeline();
+  prefetchSessionEvents(decodeURIComponent(window.location.pathname.split("/")[2]));
+}
+else if (first === "analytics") void pages.analytics();
+
+const TalkPage = lazy(pages.talk);
+const TimelinePage = lazy(pages.timeline);
+const AnalyticsPage = lazy(pages.analytics);
 
 export function App() {
   return (

@@ -212,6 +212,19 @@ def test_history_then_live_with_no_gap_and_no_duplicate(
         )
     assert hub.consumers_started == 1
 
+    # `?history=batched`: the same history as JSON arrays, each message's id its last one.
+    batched, done = list[dict[str, Any]](), threading.Event()
+    read_stream(url + "?history=batched&after=20", keys.auth(keys.read), done, batched)
+    history = [m for m in batched[1:] if m.get("event") == "history"]
+    assert history
+    sequences = [e["sequence"] for m in history for e in json.loads(m["data"])]
+    assert sequences == list(range(21, len(events) + 1))
+    assert [int(m["id"]) for m in history] == [
+        json.loads(m["data"])[-1]["sequence"] for m in history
+    ]
+    assert not [m for m in batched[1:] if m.get("event", "").startswith("turnlog.")]
+    assert hub.readers.started == 1  # one history reader, kept and reused by each stream
+
 
 def produce_slowly(bootstrap: str, topic: str, records: list[tuple[bytes, bytes, int]]) -> None:
     async def send() -> None:

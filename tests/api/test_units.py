@@ -17,7 +17,14 @@ from livekit.api import TokenVerifier
 from turnlog.api.errors import ConfigurationError, RateLimitedError, error_body
 from turnlog.api.keys import KEY_PREFIX, InvalidKeySpecError, check_scopes, hash_key, new_key
 from turnlog.api.limits_adapter import ADAPTED, SparseSweepMemoryStorage
-from turnlog.api.live_events import DecodedEvent, Sequencer, _event_message, decode_event, sse
+from turnlog.api.live_events import (
+    DecodedEvent,
+    Sequencer,
+    _event_message,
+    decode_event,
+    history_message,
+    sse,
+)
 from turnlog.api.live_hub import LiveHub, Viewer
 from turnlog.api.livekit_tokens import issue_token, reference_token
 from turnlog.api.ratelimit import RateLimit, RateLimits, limit_store
@@ -257,10 +264,10 @@ def test_the_sequencer_sends_each_sequence_once_above_the_clients_and_stops_when
     events: list[DecodedEvent | None] = [
         decode_event(_event(n)) for n in (1, 2, 3, 4, 4, 3)
     ]  # fmt: skip
-    assert order.take([*events, None]) == [e.message for e in events[2:4] if e]
+    assert order.take([*events, None]) == events[2:4]
     assert order.last == 4
     closed = decode_event(_event(5, "turnlog.session.closed.v1"))
-    assert order.take([closed, decode_event(_event(6))]) == [closed.message if closed else b""]
+    assert order.take([closed, decode_event(_event(6))]) == [closed]
     assert (order.last, order.closed) == (5, True)
     assert order.take([decode_event(_event(7))]) == []
 
@@ -273,3 +280,12 @@ def test_readiness_errors_never_carry_url_credentials() -> None:
     assert redact_userinfo("Kafka at 127.0.0.1:1 cannot be reached") == (
         "Kafka at 127.0.0.1:1 cannot be reached"
     )
+
+
+def test_a_history_message_is_one_json_array_with_the_last_sequence_as_its_id() -> None:
+    events = [e for e in (decode_event(_event(n)) for n in (3, 4, 5)) if e]
+    message = history_message(events).decode()
+    assert message.startswith("id: 5\nevent: history\ndata: [")
+    assert message.endswith("\n\n")
+    data = "\n".join(line.removeprefix("data: ") for line in message.splitlines()[2:] if line)
+    assert [e["sequence"] for e in json.loads(data)] == [3, 4, 5]

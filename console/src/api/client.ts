@@ -186,7 +186,8 @@ export function apiFor(auth: AuthSession) {
 
 export type Api = ReturnType<typeof apiFor>;
 
-/** The live stream of a session's events: history after `after`, then live (SSE). */
+/** The live stream of a session's events: history after `after` (in batches: JSON arrays
+ * in `history` messages), then live, one message per event (SSE). */
 export function liveUrl(sessionId: string, after = 0): string {
-  return `/v1/sessions/${encodeURIComponent(sessionId)}/live${query({ after: after || null })}`;
+  return `/v1/sessions/${encodeURIComponent(sessionId)}/live${query({ history: "batched", after: after || null })}`;
 }

@@ -44,3 +44,20 @@ export function parseEvent(text: string): LogEvent | null {
     return null;
   }
 }
+
+/** Parses a `history` message: a JSON array of events; what is not an event is left out. */
+export function parseHistory(text: string): LogEvent[] {
+  let values: unknown;
+  try {
+    values = JSON.parse(text);
+  } catch {
+    return [];
+  }
+  if (!Array.isArray(values)) return [];
+  return values.flatMap((value) => {
+    const event = value as Partial<LogEvent>;
+    return typeof event?.type === "string" && typeof event.sequence === "number"
+      ? [{ ...event, data: (event.data ?? {}) as Record<string, unknown> } as LogEvent]
+      : [];
+  });
+}

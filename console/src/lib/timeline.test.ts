@@ -124,3 +124,15 @@ describe("interim chains", () => {
     expect(chains[1].at(-1)!.final).toBe(false);
   });
 });
+
+describe("history batches", () => {
+  it("parses a history message into events, leaving out what is not one", async () => {
+    const { parseHistory } = await import("./events");
+    const events = conversation().slice(0, 3);
+    const parsed = parseHistory(JSON.stringify([...events, { type: 3 }, "x", { type: "t" }]));
+    expect(parsed.map((e) => e.sequence)).toEqual([1, 2, 3]);
+    expect(parseHistory("not json")).toEqual([]);
+    expect(parseHistory('{"type": "turnlog.error.v1", "sequence": 1}')).toEqual([]);
+    expect(buildTimeline(parsed).session.participants).toEqual(["web-1"]);
+  });
+});
