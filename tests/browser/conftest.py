@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from tests.api.conftest import keys, livekit_server, serve  # noqa: F401 (fixtures)
 from tests.e2e.conftest import RunningPlatform, platform  # noqa: F401 (a fixture)
 from turnlog.agent_gateway.offline.tts import DEFAULT_VOICE
 
@@ -101,6 +102,16 @@ def spoken_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def chromium(spoken_wav: Path, platform: RunningPlatform) -> Iterator[Browser]:  # noqa: F811
     """Chromium for one test, started after the platform: Playwright's sync API holds an
     event loop in this thread while it runs, and the platform's fixtures run their own."""
+    yield from launch(spoken_wav)
+
+
+@pytest.fixture
+def chromium_alone(spoken_wav: Path) -> Iterator[Browser]:
+    """Chromium for a test that starts its API itself (`serve`, a uvicorn thread)."""
+    yield from launch(spoken_wav)
+
+
+def launch(spoken_wav: Path) -> Iterator[Browser]:
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: make install-test installs Debian's chromium")
     if not AXE.exists():

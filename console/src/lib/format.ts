@@ -29,3 +29,12 @@ export function randomId(length = 8): string {
   crypto.getRandomValues(bytes);
   return Array.from(bytes, (b) => "abcdefghijklmnopqrstuvwxyz0123456789"[b % 36]).join("");
 }
+
+const JWT = /\beyJ[\w-]+\.[\w-]+\.[\w-]+/g;
+const API_KEY = /\btlk_[\w-]+/g;
+
+/** `text` with access tokens (JWTs) and API keys replaced: LiveKit's client quotes the
+ * token in its connection errors, and nothing secret is shown on screen. */
+export function withoutSecrets(text: string): string {
+  return text.replace(JWT, "[token]").replace(API_KEY, "[API key]");
+}

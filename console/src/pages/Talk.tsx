@@ -61,7 +61,7 @@ export default function TalkPage() {
           audio
           video={false}
           onDisconnected={() => setPhase({ kind: "ended", room: phase.grant.room })}
-          onError={(failure) => setError(failure.message)}
+          onError={(failure) => setError(`the call failed: ${failure.message}`)}
           className="call"
         >
           <RoomAudioRenderer />
