@@ -26,13 +26,17 @@ from turnlog.schemas import CloudEvent, encode
 pytestmark = pytest.mark.integration
 
 
-def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes, int]]) -> None:
+def produce(
+    bootstrap: str, topic: str, records: list[tuple[bytes, bytes, int]], *, pause_s: float = 0
+) -> None:
     async def send() -> None:
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
         await producer.start()
         try:
             for key, value, partition in records:
                 await producer.send_and_wait(topic, value, key=key, partition=partition)
+                if pause_s:
+                    await asyncio.sleep(pause_s)
         finally:
             await producer.stop()
 
@@ -227,17 +231,7 @@ def test_history_then_live_with_no_gap_and_no_duplicate(
 
 
 def produce_slowly(bootstrap: str, topic: str, records: list[tuple[bytes, bytes, int]]) -> None:
-    async def send() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-        await producer.start()
-        try:
-            for key, value, partition in records:
-                await producer.send_and_wait(topic, value, key=key, partition=partition)
-                await asyncio.sleep(0.02)
-        finally:
-            await producer.stop()
-
-    asyncio.run(send())
+    produce(bootstrap, topic, records, pause_s=0.02)
 
 
 def test_viewers_share_one_consumer(

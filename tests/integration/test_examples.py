@@ -151,6 +151,14 @@ class Conversation:
         self._keep(r for rs in extra.values() for r in rs)
         await self.consumer.stop()
 
+    async def close(self) -> None:
+        """Leave the room and stop the consumer, whatever state they are in."""
+        room, consumer = getattr(self, "room", None), getattr(self, "consumer", None)
+        if room is not None and room.isconnected():
+            await room.disconnect()
+        if consumer is not None:
+            await consumer.stop()  # idempotent
+
     async def wait_for(self, found: Any, *, within: float = 30) -> CloudEvent[Any]:
         async with asyncio.timeout(within):
             while True:
@@ -204,13 +212,21 @@ def converse(example: str, lines: list[tuple[str, str]], *, stack: Stack, topics
     conversation = Conversation(stack, topics.name(EVENTS_TOPIC), worker.name)
 
     async def talk() -> None:
-        await conversation.join()
-        for text, answer in lines:
-            await conversation.say(text, then=answer)
-        await conversation.leave()
+        try:
+            await conversation.join()
+            for text, answer in lines:
+                await conversation.say(text, then=answer)
+            await conversation.leave()
+        finally:  # also when a step timed out: nothing of this loop outlives it
+            await conversation.close()
 
     try:
-        asyncio.run(talk())
+        try:
+            asyncio.run(talk())
+        except TimeoutError:
+            seen = [(e.sequence, e.type.removeprefix("turnlog.")) for e in conversation.events]
+            pytest.fail(f"{example}: a step timed out; events seen {seen[-12:]}; worker log:\n"
+                        f"{worker.text()[-3000:]}")  # fmt: skip
         status = conversation.job_status()
     finally:
         code = worker.stop()
