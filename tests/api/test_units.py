@@ -207,12 +207,18 @@ def test_tokens_carry_the_claims_livekit_api_writes(options: dict[str, Any]) -> 
     assert ours == theirs
 
 
+def idle_hub() -> LiveHub:
+    """A hub that never reads Kafka: its hand-out is driven by the test."""
+
+    async def no_partitions(topic: str) -> list[int]:
+        return []
+
+    return LiveHub(bootstrap="unused:1", topic="t", partitions=no_partitions)
+
+
 def test_a_slow_viewer_is_cut_off_and_the_others_go_on() -> None:
     async def run() -> None:
-        async def no_partitions(topic: str) -> list[int]:
-            return []
-
-        hub = LiveHub(bootstrap="unused:1", topic="t", partitions=no_partitions)
+        hub = idle_hub()
         slow, fast = Viewer("s", 0, 0, asyncio.Queue(2)), Viewer("s", 0, 0, asyncio.Queue(100))
         late = Viewer("s", 0, 5, asyncio.Queue(100))  # registered at offset 5
         hub._viewers[b"s"] = {slow, fast, late}
@@ -241,10 +247,7 @@ def _event(sequence: int, type_: str = "turnlog.user.state_changed.v1") -> bytes
 
 def test_the_hub_decodes_a_record_once_for_all_its_viewers() -> None:
     async def run() -> None:
-        async def no_partitions(topic: str) -> list[int]:
-            return []
-
-        hub = LiveHub(bootstrap="unused:1", topic="t", partitions=no_partitions)
+        hub = idle_hub()
         one, two = Viewer("s", 0, 0, asyncio.Queue(10)), Viewer("s", 0, 0, asyncio.Queue(10))
         hub._viewers[b"s"] = {one, two}
         hub._dispatch(0, [SimpleNamespace(offset=0, key=b"s", value=_event(7)),
