@@ -28,3 +28,12 @@ class SinkUnavailableError(StreamsError):
     def __init__(self, message: str, *, sink: str) -> None:
         super().__init__(message)
         self.sink = sink
+
+
+class DependencyUnavailableError(StreamsError):
+    """A dependency (Kafka, PostgreSQL, ClickHouse) cannot be reached now; waiting may fix
+    it. `dependency` names it for the logs ("PostgreSQL at 127.0.0.1:15432")."""
+
+    def __init__(self, message: str, *, dependency: str) -> None:
+        super().__init__(message)
+        self.dependency = dependency
