@@ -1,4 +1,9 @@
-"""Apache Kafka, one KRaft node on loopback, from the official jars on Maven Central."""
+"""Apache Kafka, one KRaft node on loopback, from the official jars on Maven Central.
+
+The pieces a broker needs (`BrokerNode`, `broker_properties`, `java_command`,
+`format_storage`) are public so that tests can start a multi-broker cluster from the
+same jars and the same settings as the stack's single node.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ import re
 import shutil
 import subprocess
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from turnlog.infra.stack.components import ComponentStatus
@@ -98,59 +105,24 @@ class Kafka:
         return self.libs
 
     # -- configuration ----------------------------------------------------------------
-    def _write_config(self) -> Path:
+    def node(self) -> BrokerNode:
+        """This broker as node 1 of a one-voter quorum."""
         s = self.settings
-        props = {
-            "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@{s.host}:{s.kafka_controller_port}",
-            "listeners": f"PLAINTEXT://{s.host}:{s.kafka_port},"
-                         f"CONTROLLER://{s.host}:{s.kafka_controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{s.host}:{s.kafka_port}",
-            "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-            "log.dirs": str(self.data_dir),
-            "num.partitions": "1",
-            "auto.create.topics.enable": "false",
-            "offsets.topic.replication.factor": "1",
-            "offsets.topic.num.partitions": "12",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
-            "group.initial.rebalance.delay.ms": "0",
-            # Our own topics carry up to a few MiB (the DLQ keeps oversized rejects).
-            "message.max.bytes": str(8 * 1024 * 1024),
-            "socket.request.max.bytes": str(128 * 1024 * 1024),
-        }
+        return BrokerNode(node_id=1, host=s.host, port=s.kafka_port,
+                          controller_port=s.kafka_controller_port, data_dir=self.data_dir)
+
+    def _write_config(self) -> Path:
+        node = self.node()
         path = self.home / "server.properties"
-        self.home.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        write_properties(path, broker_properties(node, voters=[node]))
         return path
 
     def _java(self, main: str, *args: str, jvm: tuple[str, ...] = ("-Xmx256m",)) -> list[str]:
-        return [
-            "java", *jvm, "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={_KAFKA_DIR / 'log4j2.properties'}",
-            f"-Dkafka.logs.dir={self.logs_dir}",
-            "-cp", f"{self.libs}/*", main, *args,
-        ]
+        return java_command(self.libs, self.logs_dir, main, *args, jvm=jvm)
 
     def _format_storage(self, config: Path) -> None:
-        if (self.data_dir / "meta.properties").exists():
-            return
-        cluster_id = _cluster_id()
-        result = subprocess.run(
-            self._java("kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
-                       "--config", str(config)),
-            capture_output=True, text=True, check=False,
-        )
-        if result.returncode != 0:
-            raise ComponentFailedError(
-                f"formatting Kafka storage in {self.data_dir} failed:\n{result.stdout}"
-                f"{result.stderr}"
-            )
+        format_storage(libs=self.libs, logs_dir=self.logs_dir, config=config,
+                       data_dir=self.data_dir, cluster_id=_cluster_id())
 
     # -- lifecycle --------------------------------------------------------------------
     def start(self) -> str:
@@ -173,8 +145,7 @@ class Kafka:
             ensure_port_free(self.settings.host, port, owner="Kafka", setting=setting)
         config = self._write_config()
         self._format_storage(config)
-        heap = self.settings.kafka_heap
-        jvm = (f"-Xmx{heap}", f"-Xms{min_heap(heap)}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20")
+        jvm = broker_jvm_options(self.settings.kafka_heap)
         pid = spawn_detached(
             self._java("kafka.Kafka", str(config), jvm=jvm), log_path=self.logs_dir / "stdout.log"
         )
@@ -205,6 +176,119 @@ class Kafka:
         serving = pid is not None and port_open(self.settings.host, self.settings.kafka_port)
         detail = f"Kafka {self.settings.kafka_version}, data {self.data_dir}"
         return ComponentStatus(self.name, serving, self.address, pid, detail)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BrokerNode:
+    """One KRaft node in combined broker+controller mode: its id, ports and data."""
+
+    node_id: int
+    host: str
+    port: int
+    """Client (PLAINTEXT) listener."""
+    controller_port: int
+    """Controller (quorum) listener."""
+    data_dir: Path
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def broker_properties(
+    node: BrokerNode, *, voters: Sequence[BrokerNode], extra: dict[str, str] | None = None
+) -> dict[str, str]:
+    """`server.properties` of `node` in a quorum of `voters` (itself included).
+
+    Internal topics are replicated on every voter, up to three, with a minimum in-sync
+    count of one less (a three-node cluster keeps its group offsets with a node down).
+    `extra` overrides or adds settings (a test cluster shortens its failure detection).
+    """
+    if node.node_id not in {v.node_id for v in voters}:
+        raise ValueError(f"node {node.node_id} is not one of the voters "
+                         f"{sorted(v.node_id for v in voters)}")
+    replicas = min(len(voters), 3)
+    min_isr = max(replicas - 1, 1)
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": str(node.node_id),
+        "controller.quorum.voters": ",".join(
+            f"{v.node_id}@{v.host}:{v.controller_port}" for v in voters
+        ),
+        "listeners": f"PLAINTEXT://{node.host}:{node.port},"
+                     f"CONTROLLER://{node.host}:{node.controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{node.host}:{node.port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "log.dirs": str(node.data_dir),
+        "num.partitions": "1",
+        "auto.create.topics.enable": "false",
+        "offsets.topic.replication.factor": str(replicas),
+        "offsets.topic.num.partitions": "12",
+        "transaction.state.log.replication.factor": str(replicas),
+        "transaction.state.log.min.isr": str(min_isr),
+        "share.coordinator.state.topic.replication.factor": str(replicas),
+        "share.coordinator.state.topic.min.isr": str(min_isr),
+        "group.initial.rebalance.delay.ms": "0",
+        # Consumers may ask for session timeouts of a few seconds (the broker's default
+        # floor is 6 s), so a dead projector's partitions move to a live one in <= 5 s.
+        "group.min.session.timeout.ms": str(GROUP_MIN_SESSION_TIMEOUT_MS),
+        # Our own topics carry up to a few MiB (the DLQ keeps oversized rejects).
+        "message.max.bytes": str(8 * 1024 * 1024),
+        "socket.request.max.bytes": str(128 * 1024 * 1024),
+    }
+    return props | dict(extra or {})
+
+
+GROUP_MIN_SESSION_TIMEOUT_MS = 1000
+"""The broker's floor for a consumer's `session.timeout.ms`."""
+
+
+def write_properties(path: Path, props: dict[str, str]) -> None:
+    """Write a Java properties file (values here never need escaping)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+
+
+def broker_jvm_options(heap: str) -> tuple[str, ...]:
+    """JVM flags of a broker with at most `heap` of heap (e.g. `1g`, `384m`)."""
+    return (f"-Xmx{heap}", f"-Xms{min_heap(heap)}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20")
+
+
+def java_command(
+    libs: Path, logs_dir: Path, main: str, *args: str, jvm: tuple[str, ...] = ("-Xmx256m",)
+) -> list[str]:
+    """argv running `main` of the Kafka jars in `libs`, logging into `logs_dir`."""
+    return [
+        "java", *jvm, "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={_KAFKA_DIR / 'log4j2.properties'}",
+        f"-Dkafka.logs.dir={logs_dir}",
+        "-cp", f"{libs}/*", main, *args,
+    ]
+
+
+def format_storage(
+    *, libs: Path, logs_dir: Path, config: Path, data_dir: Path, cluster_id: str
+) -> None:
+    """Format a node's storage for `cluster_id` (every node of a cluster shares it);
+    a formatted folder is left as it is."""
+    if (data_dir / "meta.properties").exists():
+        return
+    result = subprocess.run(
+        java_command(libs, logs_dir, "kafka.tools.StorageTool", "format",
+                     f"--cluster-id={cluster_id}", "--config", str(config)),
+        capture_output=True, text=True, check=False,
+    )
+    if result.returncode != 0:
+        raise ComponentFailedError(
+            f"formatting Kafka storage in {data_dir} failed:\n{result.stdout}{result.stderr}"
+        )
+
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding."""
+    return _cluster_id()
 
 
 def min_heap(heap: str) -> str:
