@@ -7,7 +7,15 @@ from datetime import datetime
 from typing import Annotated, Final, Generic, Literal, Self, TypeVar
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, WithJsonSchema, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from turnlog.schemas.base import TYPE_PATTERN, EventPayload, UtcDatetime
 
@@ -17,6 +25,8 @@ STRUCTURED_CONTENT_TYPE: Final = "application/cloudevents+json"
 """The Kafka `content-type` header of a structured-mode CloudEvent."""
 
 UUID7_PATTERN: Final = r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
+"""The form of the ids Turnlog generates (`new_event`, `derived_event_id`); decoding does
+not require it."""
 SOURCE_PATTERN: Final = r"^/(agents|streams)/[^/\s]+/[^/\s]+$"
 
 P = TypeVar("P", bound=EventPayload)
@@ -33,8 +43,11 @@ class CloudEvent(BaseModel, Generic[P]):
 
     specversion: Literal["1.0"]
     """CloudEvents specification version."""
-    id: str = Field(pattern=UUID7_PATTERN)
-    """Event id, a UUIDv7 in lower-case canonical form: unique, and ordered by time."""
+    id: str
+    """Event id: any non-empty string, unique per producer (CloudEvents 1.0). Turnlog's
+    own producers write a UUIDv7 in lower-case canonical form; other producers' ids
+    (a UUIDv4, `evt-42`) are accepted as they are. Order comes from `sequence`, never
+    from the id."""
     source: str = Field(pattern=SOURCE_PATTERN)
     """Who produced it: `/agents/{agent_name}/{worker_id}` for the gateway,
     `/streams/{app}/{processor}` for derived records; segments percent-encoded."""
@@ -56,6 +69,15 @@ class CloudEvent(BaseModel, Generic[P]):
     """Extension: Kafka partitioning key; always equal to `sessionid`."""
     data: Annotated[SerializeAsAny[P], WithJsonSchema({"type": "object"})]
     """The payload; its JSON Schema is the file named after `type`."""
+
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, value: str) -> str:
+        # A validator, not `min_length`: the checked-in JSON Schema had the UUIDv7 pattern,
+        # and the export's compatibility check reads any added bound as a tightening.
+        if not value:
+            raise ValueError("must be a non-empty string (CloudEvents 1.0)")
+        return value
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Self:

@@ -289,7 +289,8 @@ def test_unparseable_bodies_are_malformed(body: bytes, problem: str) -> None:
         ({"time": 1735725600}, "time"),  # a number, not RFC 3339
         ({"sequence": 0}, "sequence"),
         ({"sequence": "1"}, "sequence"),
-        ({"id": "3f2b8c1e-4d5a-4b6c-8d7e-9f0a1b2c3d4e"}, "id"),  # a UUIDv4
+        ({"id": ""}, "id"),
+        ({"id": 42}, "id"),
         ({"source": "tutor"}, "source"),
         ({"subject": ""}, "subject"),
         ({"partitionkey": "other"}, "partitionkey"),
@@ -303,6 +304,24 @@ def test_unparseable_bodies_are_malformed(body: bytes, problem: str) -> None:
 def test_invalid_envelope_fields_are_named(changes: dict[str, Any], field: str) -> None:
     with pytest.raises(MalformedEventError, match=field):
         _decode_dict(_body(**changes))
+
+
+@pytest.mark.parametrize(
+    "event_id",
+    ["3f2b8c1e-4d5a-4b6c-8d7e-9f0a1b2c3d4e", "evt-42", "3F2B8C1E4D5A4B6C8D7E9F0A1B2C3D4E"],
+)
+def test_other_producers_ids_decode(event_id: str) -> None:
+    """CloudEvents 1.0 asks only for a non-empty string: a uuid4 or an opaque id from
+    another producer is kept as it is (order comes from `sequence`)."""
+    event = _decode_dict(_body(id=event_id))
+    assert event.id == event_id
+    assert decode(encode(event)) == event
+
+
+def test_an_empty_id_is_refused_with_its_reason() -> None:
+    with pytest.raises(MalformedEventError, match=r"id: .*must be a non-empty string") as info:
+        _decode_dict(_body(id=""))
+    assert info.value.reason == "malformed"
 
 
 def test_new_event_rejects_a_naive_time() -> None:
