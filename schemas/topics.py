@@ -17,6 +17,9 @@ EVENTS_TOPIC: Final = "turnlog.events"
 TURNS_TOPIC: Final = "turnlog.turns"
 SESSIONS_TOPIC: Final = "turnlog.sessions"
 DLQ_TOPIC: Final = "turnlog.events.dlq"
+DERIVED_STATE_TOPIC: Final = "turnlog.streams.derived-state"
+"""The derived projector's changelog: per-session fold state and per-partition position,
+in the events' partition numbers (see `streams.derived_changelog`)."""
 
 MAX_MESSAGE_BYTES: Final = 2 * MAX_EVENT_BYTES
 """`max.message.bytes` of the event topics: a record batch holding one event of
@@ -47,7 +50,7 @@ class TopicSpec:
 
 
 def topic_specs(prefix: str = "") -> list[TopicSpec]:
-    """The four topics, each name prefixed with `prefix` (e.g. a test run's id)."""
+    """The five topics, each name prefixed with `prefix` (e.g. a test run's id)."""
     return [
         _spec(
             prefix + EVENTS_TOPIC,
@@ -85,6 +88,14 @@ def topic_specs(prefix: str = "") -> list[TopicSpec]:
                 "retention.ms": _UNLIMITED,  # a rejected event is evidence: keep it
                 "retention.bytes": _UNLIMITED,
                 "max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES),
+            },
+        ),
+        _spec(
+            prefix + DERIVED_STATE_TOPIC,
+            partitions=12,  # partition p holds the state of the events' partition p
+            configs={
+                "cleanup.policy": "compact",  # the latest state per key; deleted keys go
+                "max.message.bytes": str(MAX_MESSAGE_BYTES),  # one buffered event fits
             },
         ),
     ]

@@ -22,8 +22,14 @@ SessionStatus: TypeAlias = Literal["active", "closed", "failed"]
 
 class TurnCompleted(EventPayload):
     """One completed conversational turn, a user message and the agent's answer, with its
-    latency breakdown (topic `turnlog.turns`). Latencies in seconds, None when LiveKit did
-    not measure them (e.g. a text-only turn has no transcription delay)."""
+    latency breakdown (topic `turnlog.turns`, key `<session id>/<turn id>`). Latencies in
+    seconds, None when LiveKit did not measure them (e.g. a text-only turn has no
+    transcription delay).
+
+    Built from the session's events in `sequence` order only: a turn is emitted once the
+    session's contiguous prefix of sequences covers its first assistant message, then
+    corrected (same turn id, higher `revision`) when a later fact of the turn enters the
+    prefix."""
 
     TYPE: ClassVar[str] = "turnlog.turn.completed.v1"
 
@@ -78,11 +84,21 @@ class TurnCompleted(EventPayload):
     """LLM provider and model of the turn."""
     tts: ModelInfo | None = None
     """Text-to-speech provider and model of the turn."""
+    revision: int = Field(default=0, ge=0)
+    """Version of this turn's record: the sequence of the latest event folded into the
+    turn. A later fact of the turn (a late final transcript, another assistant message, a
+    tool batch) gives a correction with the same `turn_id` and a higher revision; keep the
+    record with the highest revision per key (`<session id>/<turn id>`). 0 for records
+    built before revisions existed."""
 
 
 class SessionSummarized(EventPayload):
-    """The state of one session so far (topic `turnlog.sessions`, compacted by session id:
-    the latest record of a session replaces the earlier ones)."""
+    """The summary of one closed session (topic `turnlog.sessions`, key = session id,
+    compacted: the latest record of a session replaces the earlier ones).
+
+    Emitted only once `session.closed` and every earlier sequence of the session are in,
+    so its counters cover the whole session; facts after the close emit a correction with
+    a higher `revision`."""
 
     TYPE: ClassVar[str] = "turnlog.session.summarized.v1"
 
@@ -118,3 +134,8 @@ class SessionSummarized(EventPayload):
     """Function tool calls executed."""
     error_count: int = Field(default=0, ge=0)
     """Errors reported (`error` events)."""
+    revision: int = Field(default=0, ge=0)
+    """Version of this summary: the sequence of the latest event of the session folded
+    into it (the close, or a fact after the close such as late usage, which gives a
+    correction with a higher revision). Keep the record with the highest revision per
+    session id. 0 for records built before revisions existed."""

@@ -1,4 +1,5 @@
-"""Topic specs: the four topics of DESIGN.md with their configs."""
+"""Topic specs: the four topics of DESIGN.md, and the derived projector's changelog, with
+their configs."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from turnlog.schemas import (
     TopicSpec,
     topic_specs,
 )
+from turnlog.schemas.topics import DERIVED_STATE_TOPIC
 
 pytestmark = pytest.mark.unit
 
@@ -23,8 +25,11 @@ def _by_name(prefix: str = "") -> dict[str, TopicSpec]:
     return {spec.name: spec for spec in topic_specs(prefix)}
 
 
-def test_the_four_topics() -> None:
-    assert list(_by_name()) == [EVENTS_TOPIC, TURNS_TOPIC, SESSIONS_TOPIC, DLQ_TOPIC]
+def test_the_four_topics_and_the_derived_changelog() -> None:
+    assert list(_by_name()) == [
+        EVENTS_TOPIC, TURNS_TOPIC, SESSIONS_TOPIC, DLQ_TOPIC, DERIVED_STATE_TOPIC,
+    ]  # fmt: skip
+    assert DERIVED_STATE_TOPIC == "turnlog.streams.derived-state"
     assert (EVENTS_TOPIC, TURNS_TOPIC, SESSIONS_TOPIC, DLQ_TOPIC) == (
         "turnlog.events",
         "turnlog.turns",
@@ -76,3 +81,10 @@ def test_specs_are_immutable() -> None:
         spec.partitions = 1  # type: ignore[misc]
     with pytest.raises(TypeError):
         spec.configs["retention.ms"] = "1"  # type: ignore[index]
+
+
+def test_the_derived_changelog_is_compacted_in_the_events_partitions() -> None:
+    state = _by_name()[DERIVED_STATE_TOPIC]
+    assert state.partitions == _by_name()[EVENTS_TOPIC].partitions
+    assert state.configs["cleanup.policy"] == "compact"
+    assert int(state.configs["max.message.bytes"]) >= 2 * MAX_EVENT_BYTES

@@ -37,6 +37,13 @@ export type JobId = string | null;
  */
 export type Participants = string[];
 /**
+ * Version of this summary: the sequence of the latest event of the session folded
+ * into it (the close, or a fact after the close such as late usage, which gives a
+ * correction with a higher revision). Keep the record with the highest revision per
+ * session id. 0 for records built before revisions existed.
+ */
+export type Revision = number;
+/**
  * Name of the room (also the envelope `subject`).
  */
 export type RoomName = string;
@@ -66,8 +73,12 @@ export type TurnCount = number;
 export type WorkerId = string | null;
 
 /**
- * The state of one session so far (topic `turnlog.sessions`, compacted by session id:
- * the latest record of a session replaces the earlier ones).
+ * The summary of one closed session (topic `turnlog.sessions`, key = session id,
+ * compacted: the latest record of a session replaces the earlier ones).
+ *
+ * Emitted only once `session.closed` and every earlier sequence of the session are in,
+ * so its counters cover the whole session; facts after the close emit a correction with
+ * a higher `revision`.
  */
 export interface SessionSummarized {
   agent_ids?: AgentIds;
@@ -79,6 +90,7 @@ export interface SessionSummarized {
   interruption_count?: InterruptionCount;
   job_id?: JobId;
   participants?: Participants;
+  revision?: Revision;
   room_name: RoomName;
   room_sid?: RoomSid;
   started_at: StartedAt;

@@ -58,6 +58,14 @@ export type OnUserTurnCompletedDelay = number | null;
  */
 export type PlaybackLatency = number | null;
 /**
+ * Version of this turn's record: the sequence of the latest event folded into the
+ * turn. A later fact of the turn (a late final transcript, another assistant message, a
+ * tool batch) gives a correction with the same `turn_id` and a higher revision; keep the
+ * record with the highest revision per key (`<session id>/<turn id>`). 0 for records
+ * built before revisions existed.
+ */
+export type Revision = number;
+/**
  * Function tool calls made while answering.
  */
 export type ToolCallCount = number;
@@ -97,8 +105,14 @@ export type UserText = string | null;
 
 /**
  * One completed conversational turn, a user message and the agent's answer, with its
- * latency breakdown (topic `turnlog.turns`). Latencies in seconds, None when LiveKit did
- * not measure them (e.g. a text-only turn has no transcription delay).
+ * latency breakdown (topic `turnlog.turns`, key `<session id>/<turn id>`). Latencies in
+ * seconds, None when LiveKit did not measure them (e.g. a text-only turn has no
+ * transcription delay).
+ *
+ * Built from the session's events in `sequence` order only: a turn is emitted once the
+ * session's contiguous prefix of sequences covers its first assistant message, then
+ * corrected (same turn id, higher `revision`) when a later fact of the turn enters the
+ * prefix.
  */
 export interface TurnCompleted {
   agent_id?: AgentId;
@@ -117,6 +131,7 @@ export interface TurnCompleted {
   llm_node_ttft?: LlmNodeTtft;
   on_user_turn_completed_delay?: OnUserTurnCompletedDelay;
   playback_latency?: PlaybackLatency;
+  revision?: Revision;
   /**
    * Speech-to-text provider and model of the turn.
    */
