@@ -1,12 +1,13 @@
-"""Turnlog stream processors (Faust): projections, derived topics, dead letters.
+"""Turnlog stream processors: one projection per consumer group, dead letters.
 
 - `config`: `StreamsSettings` from `TURNLOG_*`, `load_streams_settings()`.
-- `processor`: `BatchProcessor.process(records)`, the Faust-agnostic core (decode, both
-  sinks, derived records, dead letters); `RawRecord` in, `BatchOutcome` out.
-- `isolate`, `sinks`: retries and bisection, so a bad event never blocks the good ones.
-- `derived`, `state`: `TurnCompleted` / `SessionSummarized` from read-model rows.
-- `dlq`: dead letters as Kafka records with reason and source headers.
-- `journal`: the ClickHouse write journal that closes the crash gap.
+- `projector`: the contract of a projection (`Projector`, `DecodedBatch`, `Applied`).
+- `engine`: `ProjectionEngine`, one projection's consumer (positions from the projector).
+- `postgres_projector`, `clickhouse_projector`, `derived_projector`: the projections.
+- `decoding`: raw records to a `DecodedBatch` (dead letters for what does not decode).
+- `isolate`, `sinks`: quick retries and bisection, so a bad event never blocks the good ones.
+- `dlq`, `delivery`: dead letters as Kafka records, and the producer that delivers them.
+- `retry`: the one backoff policy (tenacity) for dependencies that are down.
 - `locks`: the PostgreSQL advisory lock key of writers and schema swaps.
-- `metrics`: Prometheus metrics; `startup`, `runtime`, `app`, `agents`, `cli`: the worker.
+- `metrics`, `logfilter`, `startup`, `app`, `cli`: the worker process.
 """

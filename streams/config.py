@@ -8,15 +8,23 @@ secret: it is a `SecretStr`, and logs show it through `redact_url`.
 from __future__ import annotations
 
 import ipaddress
+import os
+import socket
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from turnlog.projections.settings import ClickHouseUrl, PostgresDsn
-from turnlog.schemas.topics import DLQ_TOPIC, EVENTS_TOPIC, SESSIONS_TOPIC, TURNS_TOPIC
+from turnlog.schemas.topics import (
+    DERIVED_STATE_TOPIC,
+    DLQ_TOPIC,
+    EVENTS_TOPIC,
+    SESSIONS_TOPIC,
+    TURNS_TOPIC,
+)
 from turnlog.streams.errors import ConfigurationError
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
@@ -50,23 +58,14 @@ class StreamsSettings(BaseSettings):
     consumer_group: str = Field(
         "turnlog-streams", min_length=1, validation_alias="TURNLOG_STREAMS_CONSUMER_GROUP"
     )
-    """Kafka consumer group (the Faust app id), also the PostgreSQL projection's consumer
-    name in its offsets table."""
-    engine: Literal["batch", "faust"] = Field("batch", validation_alias="TURNLOG_STREAMS_ENGINE")
-    """How batches are taken from the events topic. `batch` (default): a greedy batch
-    loop over aiokafka, run as a service of the Faust app (`streams.engine`): a batch is
-    what has been fetched, up to `batch_size`, and the next one is fetched and decoded
-    while the sinks write the current one. `faust`: a Faust agent over
-    `stream.take_events(batch_size, within=batch_within)`; under half the throughput
-    (Faust's per-event stream machinery) and seconds of freshness at 1,000 live
-    sessions (see README)."""
+    """Base of the consumer groups: each projection is its own group,
+    `<base>-postgres`, `<base>-clickhouse`, `<base>-derived` (the PostgreSQL group is
+    also the consumer name of the offsets it stores with its rows)."""
     batch_size: int = Field(10_000, ge=1, le=100_000, validation_alias="TURNLOG_STREAMS_BATCH_SIZE")
-    """Most events per batch. 10,000 measured best on both throughput and freshness
-    (bench.streams_load): each ClickHouse insert has a fixed cost of about 0.1 s per
-    batch, tables and views."""
+    """Most events per batch. Under load batches grow to this by themselves (the next one
+    is fetched while the current one is applied)."""
     batch_within: float = Field(0.2, gt=0, le=60, validation_alias="TURNLOG_STREAMS_BATCH_WITHIN")
-    """`batch` engine: seconds to wait for a first record while nothing has been fetched.
-    `faust` engine: seconds a batch waits to fill up before it is processed anyway."""
+    """Seconds to wait for a first record while nothing has been fetched."""
     metrics_host: str = Field("127.0.0.1", validation_alias="TURNLOG_STREAMS_METRICS_HOST")
     """Address of the Prometheus endpoint (`/metrics`); loopback unless you mean otherwise."""
     metrics_port: int = Field(9465, ge=0, le=65535, validation_alias="TURNLOG_STREAMS_METRICS_PORT")
@@ -82,12 +81,23 @@ class StreamsSettings(BaseSettings):
     data_dir: Path = Field(
         REPO_ROOT / ".turnlog" / "streams", validation_alias="TURNLOG_STREAMS_DATA_DIR"
     )
-    """Faust's data folder and the ClickHouse write journal."""
+    """Faust's data folder."""
     session_timeout: float = Field(
-        30.0, ge=6, le=300, validation_alias="TURNLOG_STREAMS_SESSION_TIMEOUT"
+        3.0, ge=1, le=300, validation_alias="TURNLOG_STREAMS_SESSION_TIMEOUT"
     )
     """Seconds without heartbeat after which Kafka gives a dead worker's partitions to
-    another member (also how long a restarted worker may wait for its own old member)."""
+    another member (the broker's `group.min.session.timeout.ms` must allow it; the local
+    stack's is 1 s)."""
+    instance: str = Field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
+        min_length=1, validation_alias="TURNLOG_STREAMS_INSTANCE",
+    )  # fmt: skip
+    """This process's name among the group's members (the derived projection's
+    transactional id); default: host name and process id."""
+
+    def group(self, projection: str) -> str:
+        """The consumer group of `projection`."""
+        return f"{self.consumer_group}-{projection}"
 
     @property
     def analytics_url(self) -> str:
@@ -110,9 +120,14 @@ class StreamsSettings(BaseSettings):
         return self.topic_prefix + DLQ_TOPIC
 
     @property
+    def derived_state_topic(self) -> str:
+        return self.topic_prefix + DERIVED_STATE_TOPIC
+
+    @property
     def topics(self) -> tuple[str, ...]:
         """Every topic the worker reads or writes."""
-        return (self.events_topic, self.turns_topic, self.sessions_topic, self.dlq_topic)
+        return (self.events_topic, self.turns_topic, self.sessions_topic, self.dlq_topic,
+                self.derived_state_topic)  # fmt: skip
 
     def describe(self) -> dict[str, object]:
         """The settings as logs may show them: secrets redacted."""
@@ -123,8 +138,8 @@ class StreamsSettings(BaseSettings):
             "postgres_schema": self.postgres_schema,
             "clickhouse": redact_url(self.analytics_url),
             "clickhouse_database": self.clickhouse_database,
-            "consumer_group": self.consumer_group,
-            "engine": self.engine,
+            "consumer_groups": f"{self.consumer_group}-<projection>",
+            "session_timeout": self.session_timeout,
             "batch": f"{self.batch_size} within {self.batch_within}s",
             "metrics": f"{self.metrics_host}:{self.metrics_port}",
             "query_endpoint": f"{self.query_host}:{self.query_port}",

@@ -1,25 +1,19 @@
-"""The batch engine (the default, `TURNLOG_STREAMS_ENGINE=batch`): a greedy batch loop
-over aiokafka, run as a `mode.Service` of the Faust app, so Faust stays the service
-container (`python -m turnlog.streams worker`, `faust -A turnlog.streams.app worker`) while
-batches skip Faust's per-event stream machinery (about 100 µs an event; see README).
+"""One projection's consumer: `ProjectionEngine`, a `mode.Service` that feeds one
+`Projector` from the events topic in its own consumer group.
 
-A batch is what has been fetched, up to `batch_size`; the engine waits up to
-`batch_within` only while nothing has. Three things overlap: the engine gathers the
-next batch from the fetcher and decodes it on a thread of its own (`decode_records`);
-the sink thread writes a batch to PostgreSQL (`write_postgres`: its rows, its derived
-records); the ClickHouse thread writes the batch before (`write_clickhouse`), then
-its outputs are delivered and its offsets committed. Once PostgreSQL is done with a
-batch the next goes at once, so under load batches grow by themselves, and under light
-load an event waits for little more than the PostgreSQL write in flight.
+The one thing to know: the projector's stored positions are the truth. On assignment the
+new partitions are paused until the projector says where each starts (`positions`,
+waited for while its store is down), then sought there (a partition without a position
+starts at the log's start, whatever the group committed: a new or dropped store is
+rebuilt from the log); a batch is applied (the same
+batch again, with backoff, while a dependency is down) and only then is the next one
+applied; the group's committed offsets follow, best effort, for lag and tooling. So a
+rebalance, a crash or a stop at any point loses nothing and a repeat adds nothing (the
+projector's idempotence), and no step needs the others' projections.
 
-At-least-once: the offsets of a batch are committed, explicitly, only after both sinks
-have it and its outputs are delivered, batch after batch, in order. Stopping (SIGTERM)
-finishes the batches in flight and commits them; records gathered for the next batch
-are dropped uncommitted. Rebalance (`_Rebalance`): before partitions are revoked the
-batches in flight are finished and committed, and everything gathered is dropped (Kafka
-hands the partitions out again from the committed offsets). Batches that cannot finish
-in time (a sink down) are abandoned uncommitted and processed again by whoever owns
-their partitions next: the sinks make the repeat harmless.
+Overlap: the next batch is fetched and decoded (on a thread) while the projector applies
+the current one. A batch is what has been fetched, up to `batch_size`; the engine waits
+up to `batch_within` only while nothing has.
 """
 
 from __future__ import annotations
@@ -29,309 +23,321 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import mode
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from turnlog.streams.processor import DecodedBatch, decode_records
-from turnlog.streams.rebuild.log import raw_record
+from turnlog.streams.config import StreamsSettings
+from turnlog.streams.decoding import decode_messages
+from turnlog.streams.dlq import dead_letter_record
+from turnlog.streams.errors import DependencyUnavailableError
+from turnlog.streams.metrics import StreamsMetrics
+from turnlog.streams.projector import Applied, DecodedBatch, Deliver, Projector
 from turnlog.streams.records import RawRecord
-from turnlog.streams.runtime import StreamsRuntime
-from turnlog.streams.startup import FETCH_BYTES
+from turnlog.streams.retry import until_available
+from turnlog.streams.startup import FETCH_BYTES, verify_topics
 
 logger = logging.getLogger("turnlog.streams.engine")
 
 LAG_INTERVAL: Final = 5.0
 """Seconds between two updates of the consumer lag gauge."""
-POLL_SECONDS: Final = 0.005
-"""While a batch is in flight, how often the engine looks for more fetched records (and
-whether the batch is done)."""
-FINISH_TIMEOUT: Final = 60.0
-"""Seconds a stop or a rebalance waits for the batches in flight before abandoning them
-(uncommitted)."""
+FINISH_TIMEOUT: Final = 10.0
+"""Seconds a stop or a revocation waits for the batch in flight before dropping it (its
+effects are whole or absent: the projector's transaction or idempotent inserts)."""
+CLOSE_TIMEOUT: Final = 5.0
+"""Seconds a stop gives the consumer and the projector to close (Kafka may be down)."""
+MAX_POLL_INTERVAL: Final = 1800.0
+"""Seconds the engine may go without fetching (waiting out a dependency) before Kafka
+takes its partitions away."""
 
 
-class BatchEngine(mode.Service):
+class ProjectionEngine(mode.Service):
     """See the module doc."""
 
-    def __init__(self, runtime: StreamsRuntime, **kwargs: Any) -> None:
+    def __init__(
+        self, projector: Projector, settings: StreamsSettings, *, metrics: StreamsMetrics,
+        deliver: Deliver, **kwargs: Any,
+    ) -> None:  # fmt: skip
         super().__init__(**kwargs)
-        self.runtime = runtime
-        self.settings = runtime.settings
+        self.projector = projector
+        self.name = projector.name
+        self.settings = settings
+        self.metrics = metrics
+        self.deliver = deliver
         self._consumer: AIOKafkaConsumer | None = None
         self._decoder: ThreadPoolExecutor | None = None
-        self._inflight: asyncio.Task[None] | None = None
-        """The latest batch's completion (it waits for the batches before it)."""
-        self._batches: set[asyncio.Task[None]] = set()
-        """Every batch in flight: at most two, one in each stage."""
-        self._postgres_busy: asyncio.Future[None] | None = None
-        """Done once the latest batch has left the PostgreSQL stage."""
+        self._run_task: asyncio.Future[None] | None = None
+        self._applying: asyncio.Task[None] | None = None
         self._epoch = 0
-        """Counts revocations: a batch gathered in an earlier epoch is dropped."""
-        self._rebalancing = False
-        """Between a revocation and the next assignment."""
+        """Counts revocations: a batch fetched in an earlier epoch is dropped."""
+        self._unplaced: set[TopicPartition] = set()
+        """Assigned partitions not yet sought to the projector's positions (paused)."""
         self._expected: dict[TopicPartition, int] = {}
-        """Per assigned partition, the next offset to hand to the sinks (see `_contiguous`)."""
+        """Per placed partition, the next offset to hand to the projector."""
         self._rewound: dict[TopicPartition, int] = {}
-        """Per partition, the offset it was last fetched again from (see `_contiguous`)."""
         self._done: dict[TopicPartition, int] = {}
-        """Next offset to process per partition (committed)."""
-        self._loop_task: asyncio.Future[None] | None = None
-        self.committed = (0, 0)
-        """Batches and records this engine has committed."""
+        self.applied = (0, 0)
+        """Batches and records applied by this engine."""
+        self.consuming = asyncio.Event()
+        """Set once the projector and the consumer are up (what health checks wait for)."""
 
     @property
     def consumer(self) -> AIOKafkaConsumer:
         if self._consumer is None:
-            raise RuntimeError("the batch engine is not started")
+            raise RuntimeError(f"the {self.name} engine is not started")
         return self._consumer
 
+    def __repr__(self) -> str:
+        return f"<ProjectionEngine {self.name}>"
+
     async def on_start(self) -> None:
-        settings = self.settings
-        self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="turnlog-decode")
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            group_id=settings.consumer_group,
-            client_id=f"{settings.consumer_group}-batch",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_partition_fetch_bytes=FETCH_BYTES,
-            session_timeout_ms=int(settings.session_timeout * 1000),
-            heartbeat_interval_ms=int(min(3.0, settings.session_timeout / 3) * 1000),
-            # how long the group waits for this worker to finish its batches in flight
-            # when partitions are revoked (aiokafka's default, the session timeout, would
-            # evict it meanwhile)
-            rebalance_timeout_ms=int((FINISH_TIMEOUT + settings.session_timeout) * 1000),
-        )  # fmt: skip
-        consumer.subscribe([settings.events_topic], listener=_Rebalance(self))
-        await consumer.start()
-        self._consumer = consumer
-        self._loop_task = self.add_future(self._consume())
+        self._decoder = ThreadPoolExecutor(max_workers=1,
+                                           thread_name_prefix=f"turnlog-decode-{self.name}")
+        self._run_task = self.add_future(self._run())
 
     async def on_stop(self) -> None:
-        if self._loop_task is not None and not self._loop_task.done():
-            try:
-                await asyncio.wait_for(asyncio.shield(self._loop_task), FINISH_TIMEOUT)
-            except TimeoutError:
-                logger.error("the batches in flight did not finish within %.0fs; they are "
-                             "left uncommitted for the next worker", FINISH_TIMEOUT)  # fmt: skip
-                self._loop_task.cancel()
-            except Exception:
-                logger.exception("the batch loop failed")
+        task = self._run_task
+        if task is not None and not task.done():
+            if self._applying is None or self._applying.done():
+                task.cancel()  # starting, waiting or fetching: nothing to finish
+            await asyncio.wait({task}, timeout=FINISH_TIMEOUT)
+            if not task.done():
+                logger.warning("%s: the batch in flight did not finish within %.0fs; "
+                               "dropped (applied again by the partitions' next owner)",
+                               self.name, FINISH_TIMEOUT)  # fmt: skip
+                task.cancel()
+                await asyncio.wait({task}, timeout=1.0)
         if self._consumer is not None:
-            await self._consumer.stop()  # leaves the group: the partitions move at once
-        logger.info("the batch engine stopped: %d batches of %d records committed",
-                    *self.committed)  # fmt: skip
+            await _bounded(self._consumer.stop(), f"{self.name}: leaving the group")
+        await _bounded(self.projector.stop(), f"{self.name}: closing the projector")
         if self._decoder is not None:
-            self._decoder.shutdown(wait=True)
+            self._decoder.shutdown(wait=False)
+        logger.info("%s: stopped after %d batches of %d records", self.name, *self.applied)
 
-    async def _consume(self) -> None:
-        """The loop: gather the next batch while the sinks write the ones in flight."""
-        loop = asyncio.get_running_loop()
+    def _stopping(self) -> bool:
+        return self.should_stop
+
+    async def _run(self) -> None:
         try:
-            while not self._stopping():
-                epoch, batch = await self._gather()
-                await self._stage_free()
-                if self._stopping():
-                    break  # gathered, never processed: never committed
-                if batch is None or self._rebalancing or epoch != self._epoch:
-                    continue  # dropped: fetched again, from the committed offsets
-                first, last = offset_bounds(batch.records)
-                await self._learn_starts(first)
-                stale = self._rebalancing or epoch != self._epoch
-                if stale or not self._contiguous(first, last):
-                    continue
-                self._postgres_busy = loop.create_future()
-                task = asyncio.ensure_future(self._complete(
-                    batch, {tp: o + 1 for tp, o in last.items()}, after=self._inflight,
-                    postgres=self._postgres_busy,
-                ))  # fmt: skip
-                self._batches.add(task)
-                task.add_done_callback(self._batches.discard)
-                self._inflight = task
-            await self._wait_inflight()
+            await until_available(f"{self.name}: starting", self.projector.start)
+            await until_available(f"{self.name}: checking the topics",
+                                  lambda: verify_topics(self.settings))  # fmt: skip
+            self._consumer = await until_available(f"{self.name}: joining Kafka", self._join)
+            self.consuming.set()
+            logger.info("%s: consuming %s as group %s", self.name, self.settings.events_topic,
+                        self.projector.group)  # fmt: skip
+            await self._consume()
         except asyncio.CancelledError:
-            self._abandon()
             raise
         except Exception as error:
-            logger.exception("the batch loop failed")
+            logger.exception("%s: the engine failed; the worker stops", self.name)
             await self.crash(error)
 
-    def _free(self) -> bool:
-        """Whether a batch may enter the PostgreSQL stage: the latest batch has left
-        it, and the one before has left ClickHouse (so the latest may enter it)."""
-        postgres = self._postgres_busy is None or self._postgres_busy.done()
-        return postgres and all(t is self._inflight for t in self._batches if not t.done())
-
-    async def _stage_free(self) -> None:
-        while not self._free():
-            waiting: list[asyncio.Future[None]] = [
-                t for t in self._batches if t is not self._inflight
-            ]
-            if self._postgres_busy is not None and not self._postgres_busy.done():
-                waiting.append(self._postgres_busy)
-            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-
-    async def _learn_starts(self, first: Mapping[TopicPartition, int]) -> None:
-        """Where each partition of a batch new since the assignment starts: its
-        committed offset, or the log's start when it has none (as
-        `auto_offset_reset="earliest"`). Asked here, not in the rebalance listener,
-        where the coordinator is busy with the rebalance."""
+    async def _join(self) -> AIOKafkaConsumer:
+        s = self.settings
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.kafka_bootstrap,
+            group_id=self.projector.group,
+            client_id=f"{self.projector.group}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            max_partition_fetch_bytes=FETCH_BYTES,
+            session_timeout_ms=int(s.session_timeout * 1000),
+            heartbeat_interval_ms=int(max(s.session_timeout / 3, 0.1) * 1000),
+            rebalance_timeout_ms=int((FINISH_TIMEOUT + s.session_timeout) * 1000),
+            max_poll_interval_ms=int(MAX_POLL_INTERVAL * 1000),
+        )  # fmt: skip
+        consumer.subscribe([s.events_topic], listener=_Rebalance(self))
+        self._consumer = consumer  # the first assignment may come while it starts
         try:
-            for tp in [tp for tp in first if tp not in self._expected]:
-                committed = await self.consumer.committed(tp)
-                if committed is None:
-                    committed = (await self.consumer.beginning_offsets([tp]))[tp]
-                self._expected[tp] = committed
-        except KafkaError as error:  # asked again with the next batch
-            logger.warning("cannot read the committed offsets (%s)", error)
+            await consumer.start()
+        except (KafkaError, OSError) as error:
+            self._consumer = None
+            await _bounded(consumer.stop(), f"{self.name}: closing a failed consumer")
+            raise DependencyUnavailableError(
+                f"cannot join group {self.projector.group} ({error!r})",
+                dependency=f"Kafka at {s.kafka_bootstrap}",
+            ) from error
+        return consumer
 
-    def _contiguous(
-        self, first: Mapping[TopicPartition, int], last: Mapping[TopicPartition, int]
-    ) -> bool:
-        """Whether a batch (`offset_bounds`) starts, in every partition, at the next
-        offset to process; else it is dropped and its partitions fetched again from there
-        (see `skipped_ahead`)."""
+    async def _consume(self) -> None:
+        """Fetch and decode the next batch while the current one is applied."""
+        loop = asyncio.get_running_loop()
+        while not self._stopping():
+            await self._place()
+            epoch = self._epoch
+            batch = await self._fetch(loop)
+            if self._applying is not None:
+                await self._applying  # one batch at a time, in order
+                self._applying = None
+            if batch is None or epoch != self._epoch or self._unplaced or self._stopping():
+                continue  # dropped: fetched again from the projector's positions
+            if not self._contiguous(batch):
+                continue
+            self._applying = asyncio.ensure_future(self._apply(batch))
+        if self._applying is not None:
+            await self._applying
+
+    async def _fetch(self, loop: asyncio.AbstractEventLoop) -> DecodedBatch | None:
+        """Up to `batch_size` records, decoded; None when idle for `batch_within`."""
+        size, gathered = self.settings.batch_size, 0
+        parts: list[asyncio.Future[DecodedBatch]] = []
+        while gathered < size and not self._stopping():
+            busy = self._applying is not None and not self._applying.done()
+            if gathered and not busy:
+                break
+            wait = 0.005 if busy or gathered else self.settings.batch_within
+            try:
+                fetched = await self.consumer.getmany(timeout_ms=int(wait * 1000),
+                                                      max_records=size - gathered)  # fmt: skip
+            except KafkaError as error:
+                logger.warning("%s: fetching failed (%r)", self.name, error)
+                await asyncio.sleep(1.0)
+                break
+            messages = [m for records in fetched.values() for m in records]
+            if messages:
+                gathered += len(messages)
+                parts.append(loop.run_in_executor(self._decoder, decode_messages, messages))
+            elif not busy and not gathered:
+                break
+        if not parts:
+            return None
+        decoded = await asyncio.gather(*parts)
+        batch = decoded[0]
+        for part in decoded[1:]:
+            batch.extend(part)
+        return batch
+
+    async def _apply(self, batch: DecodedBatch) -> None:
+        started = time.perf_counter()
+        name = self.name
+        if self.projector.dead_letters_decode and batch.dead_letters:
+            now = datetime.now(UTC)
+            letters = [dead_letter_record(d, topic=self.settings.dlq_topic, at=now)
+                       for d in batch.dead_letters]  # fmt: skip
+            await until_available(f"{name}: dead-lettering", lambda: self.deliver(letters))
+        applied: Applied = await until_available(
+            f"{name}: applying a batch of {len(batch)} records",
+            lambda: self.projector.apply(batch, self.deliver),
+        )  # fmt: skip
+        offsets = {TopicPartition(t, p): o for (t, p), o in batch.next_offsets().items()}
+        self._done.update(offsets)
+        self.metrics.record(self.name, batch, applied, seconds=time.perf_counter() - started,
+                            decode_letters=self.projector.dead_letters_decode)  # fmt: skip
+        batches, records = self.applied
+        self.applied = (batches + 1, records + len(batch))
+        try:  # for lag and tooling only: the projector's positions are the truth
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await self.consumer.commit(offsets)
+        except (KafkaError, TimeoutError) as error:
+            logger.debug("%s: committing offsets failed (%r)", name, error)
+
+    async def _place(self) -> None:
+        """Seek the partitions assigned since the last batch to the projector's positions,
+        then resume them."""
+        if not self._unplaced:
+            return
+        wanted = sorted(self._unplaced)
+        epoch = self._epoch
+        stored = await until_available(
+            f"{self.name}: reading the stored positions",
+            lambda: self.projector.positions([(tp.topic, tp.partition) for tp in wanted]),
+        )  # fmt: skip
+        if epoch != self._epoch:
+            return  # revoked meanwhile: the next assignment asks again
+        consumer = self.consumer
+        assigned = consumer.assignment()
+        for tp in wanted:
+            if tp not in assigned:
+                continue
+            position = stored.get((tp.topic, tp.partition))
+            if position is None:  # nothing applied yet: from the log's start
+                position = await self._log_start(tp)
+            consumer.seek(tp, position)
+            self._expected[tp] = position
+        consumer.resume(*[tp for tp in wanted if tp in assigned])
+        self._unplaced.difference_update(wanted)
+        logger.info("%s: partitions %s start at %s", self.name,
+                    [tp.partition for tp in wanted],
+                    [self._expected.get(tp) for tp in wanted])  # fmt: skip
+
+    async def _log_start(self, tp: TopicPartition) -> int:
+        async def ask() -> int:
+            try:
+                return int((await self.consumer.beginning_offsets([tp]))[tp])
+            except KafkaError as error:
+                raise DependencyUnavailableError(
+                    f"cannot read the first offset of {tp} ({error!r})",
+                    dependency=f"Kafka at {self.settings.kafka_bootstrap}",
+                ) from error
+
+        return await until_available(f"{self.name}: reading the log's start", ask)
+
+    def _contiguous(self, batch: DecodedBatch) -> bool:
+        first, last = offset_bounds(batch.records)
         ahead = skipped_ahead(first, self._expected, self._rewound)
         if ahead:
-            logger.warning("records fetched past the next offset to process in partitions "
-                           "%s; fetching again from there", sorted(tp.partition for tp in ahead))
-            for tp in first:
-                self.consumer.seek(tp, self._expected.get(tp, first[tp]))
+            logger.warning("%s: records fetched past the next offset to apply in partitions "
+                           "%s; fetching again from there", self.name,
+                           sorted(tp.partition for tp in ahead))  # fmt: skip
+            for tp, offset in ahead.items():
+                self.consumer.seek(tp, offset)
             self._rewound.update(ahead)
             return False
         for tp, offset in last.items():
             self._expected[tp] = offset + 1
         return True
 
-    def _abandon(self) -> None:
-        """Cancel every batch in flight: none is committed."""
-        for task in list(self._batches):
-            task.cancel()
-
-    def _stopping(self) -> bool:
-        return self.should_stop  # a call: mypy would fold repeated reads of the property
-
-    async def _gather(self) -> tuple[int, DecodedBatch | None]:
-        """The next batch and the epoch it was gathered in: up to `batch_size` records,
-        gathered and decoded while the one in flight is written; returned once the
-        PostgreSQL stage is free and it holds something. None when stopping, or idle for
-        `batch_within`. What a rebalance interrupts is dropped: after it, aiokafka
-        fetches every assigned partition again from its committed offset."""
-        consumer = self.consumer
-        size = self.settings.batch_size
-        loop = asyncio.get_running_loop()
-        decoding: list[asyncio.Future[DecodedBatch]] = []
-        gathered = 0
-        epoch = self._epoch
-        while gathered < size and not self._stopping():
-            if self._rebalancing or epoch != self._epoch:
-                decoding, gathered, epoch = [], 0, self._epoch
-                if self._rebalancing:
-                    await asyncio.sleep(POLL_SECONDS)
-                    continue
-            busy = not self._free()
-            if gathered and not busy:
-                break
-            wait = POLL_SECONDS if busy or gathered else self.settings.batch_within
-            fetched = await consumer.getmany(timeout_ms=int(wait * 1000),
-                                             max_records=size - gathered)  # fmt: skip
-            messages = [m for batch in fetched.values() for m in batch]
-            if messages:
-                gathered += len(messages)
-                decoding.append(loop.run_in_executor(self._decoder, _decode, messages))
-            elif not busy and not gathered:
-                return epoch, None
-        if not decoding:
-            return epoch, None
-        parts = await asyncio.gather(*decoding)
-        batch = parts[0]
-        for part in parts[1:]:
-            batch.extend(part)
-        return epoch, batch
-
-    async def _wait_inflight(self) -> None:
-        if self._inflight is not None:
-            try:
-                await self._inflight
-            finally:
-                self._inflight = None
-
-    async def _complete(
-        self, batch: DecodedBatch, offsets: dict[TopicPartition, int], *,
-        after: asyncio.Task[None] | None, postgres: asyncio.Future[None],
-    ) -> None:  # fmt: skip
-        """Write the batch to PostgreSQL (while the batch `after` may still be in
-        ClickHouse), then, once `after` is committed, to ClickHouse; deliver its outputs,
-        commit `offsets` (the next offset of each of its partitions)."""
-        started = time.perf_counter()
-        try:
-            written = await self.runtime.write_postgres(batch)
-        finally:
-            if not postgres.done():
-                postgres.set_result(None)
-        if after is not None:
-            await after  # batches are committed in order
-        await self.runtime.write_clickhouse(written, started=started)
-        try:
-            await self.consumer.commit(offsets)
-        except KafkaError as error:  # the group moved on (this member was too slow)
-            logger.warning("committing a processed batch failed (%s); its partitions' next "
-                           "owner processes it again", error)  # fmt: skip
-            return
-        self._done.update(offsets)
-        batches, records = self.committed
-        self.committed = (batches + 1, records + len(batch))
-
     async def on_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        """Finish and commit the batch in flight; drop what was gathered after it."""
         self._epoch += 1
-        self._rebalancing = True
-        inflight = self._inflight
-        if inflight is not None and not inflight.done():
+        applying = self._applying
+        if applying is not None and not applying.done():
             try:
-                await asyncio.wait_for(asyncio.shield(inflight), FINISH_TIMEOUT)
+                await asyncio.wait_for(asyncio.shield(applying), FINISH_TIMEOUT)
             except TimeoutError:
-                logger.error("the batches in flight did not finish within %.0fs of a "
-                             "rebalance; they are left uncommitted", FINISH_TIMEOUT)  # fmt: skip
-                self._abandon()
+                logger.warning("%s: the batch in flight did not finish within %.0fs of a "
+                               "rebalance; the partitions' next owner applies it again",
+                               self.name, FINISH_TIMEOUT)  # fmt: skip
             except Exception:
-                logger.exception("the batch in flight failed during a rebalance")
+                logger.exception("%s: the batch in flight failed during a rebalance",
+                                 self.name)  # fmt: skip
+        revoked = list(revoked)
         for tp in revoked:
             self._done.pop(tp, None)
             self._expected.pop(tp, None)
+            self._unplaced.discard(tp)
+        self.projector.revoked([(tp.topic, tp.partition) for tp in revoked])
 
     def on_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        assigned = list(assigned)
         self._rewound.clear()
-        self._rebalancing = False
-        logger.info("assigned partitions %s (after %d batches of %d records committed)",
-                    sorted(tp.partition for tp in assigned), *self.committed)  # fmt: skip
+        if assigned:
+            self.consumer.pause(*assigned)
+            self._unplaced.update(assigned)
+        logger.info("%s: assigned partitions %s", self.name,
+                    sorted(tp.partition for tp in assigned))  # fmt: skip
 
     @mode.Service.timer(LAG_INTERVAL)
     async def _update_lag(self) -> None:
-        """Set the lag gauge: per assigned partition, its end offset minus the next
-        offset to process."""
         consumer = self._consumer
         if consumer is None:
             return
         assigned = list(consumer.assignment())
-        if not assigned:
-            self.runtime.metrics.set_lag({})
-            return
         try:
-            ends = await consumer.end_offsets(assigned)
-            lag = {}
-            for tp in assigned:
-                done = self._done.get(tp)
-                if done is None:
-                    done = await consumer.committed(tp) or 0
-                lag[tp.partition] = max(int(ends.get(tp, 0)) - done, 0)
+            ends = await consumer.end_offsets(assigned) if assigned else {}
         except KafkaError as error:
-            logger.warning("cannot update the lag gauge: %s", error)
+            logger.debug("%s: cannot update the lag gauge (%r)", self.name, error)
             return
-        self.runtime.metrics.set_lag(lag)
+        lag = {}
+        for tp in assigned:
+            done = self._done.get(tp, self._expected.get(tp))
+            if done is not None:
+                lag[tp.partition] = max(int(ends.get(tp, 0)) - done, 0)
+        self.metrics.set_lag(self.name, lag)
 
 
 def offset_bounds(
@@ -351,24 +357,30 @@ def skipped_ahead(
     first: Mapping[TopicPartition, int], expected: Mapping[TopicPartition, int],
     rewound: Mapping[TopicPartition, int],
 ) -> dict[TopicPartition, int]:  # fmt: skip
-    """The partitions whose records start past the next offset to process, with that
-    offset: to fetch again from there. A commit covers every offset below it, so a batch
-    starting later would skip records for good (a fetch position gone stale across a
-    rebalance, say). A gap found again where the partition was fetched again from is the
-    log's own (offsets without records) and passes; so do a partition not known yet and
-    records starting earlier (processed already: the sinks make them harmless)."""
+    """The partitions whose records start past the next offset to apply, with that
+    offset: to fetch again from there. A stored position covers every offset below it, so
+    a batch starting later would skip records for good (a fetch position gone stale
+    across a rebalance, say). A gap found again where the partition was fetched again
+    from is the log's own (offsets without records, transaction markers) and passes; so
+    do a partition not known yet and records starting earlier (applied already: the
+    projector makes them harmless)."""
     return {
         tp: expected[tp] for tp, offset in first.items()
         if tp in expected and offset > expected[tp] and rewound.get(tp) != expected[tp]
     }  # fmt: skip
 
 
-def _decode(messages: list[Any]) -> DecodedBatch:
-    return decode_records([raw_record(m) for m in messages])
+async def _bounded(awaitable: Any, doing: str) -> None:
+    try:
+        await asyncio.wait_for(awaitable, CLOSE_TIMEOUT)
+    except TimeoutError:
+        logger.warning("%s took over %.0fs; gave up", doing, CLOSE_TIMEOUT)
+    except Exception as error:
+        logger.warning("%s failed (%r)", doing, error)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, engine: BatchEngine) -> None:
+    def __init__(self, engine: ProjectionEngine) -> None:
         self.engine = engine
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:

@@ -58,7 +58,8 @@ async def until_available(doing: str, attempt: Callable[[], Awaitable[T]]) -> T:
     async for attempt_state in retrying:
         with attempt_state:
             result = await attempt()
-        if attempt_state.retry_state.attempt_number > 1:
-            logger.info("%s: available again after %d attempts", doing,
-                        attempt_state.retry_state.attempt_number)  # fmt: skip
-    return result
+            number = attempt_state.retry_state.attempt_number
+            if number > 1:
+                logger.info("%s: available again after %d attempts", doing, number)
+            return result
+    raise RuntimeError("unreachable: tenacity retries until success or re-raises")

@@ -15,14 +15,12 @@ which are isolated. An exception that is not the store's is the event's (pure ro
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 import psycopg
 
-from turnlog.projections.clickhouse.migrate import quote_database
 from turnlog.projections.clickhouse.store import AnalyticsStoreError, QueryFailedError
-from turnlog.projections.clickhouse.writer import ClickHouseProjection
 from turnlog.projections.postgres.errors import (
     PostgresProjectionError,
     ProjectionWriteError,
@@ -31,7 +29,7 @@ from turnlog.projections.postgres.errors import (
 from turnlog.projections.postgres.writer import BatchResult
 from turnlog.projections.records import SourceRecord
 from turnlog.streams.isolate import Sink, Verdict
-from turnlog.streams.records import STAGE_CLICKHOUSE, STAGE_POSTGRES
+from turnlog.streams.records import STAGE_CLICKHOUSE, STAGE_POSTGRES, DeadLetter, RawRecord
 
 CLICKHOUSE_DATA_ERRORS: Final = frozenset({
     6,    # CANNOT_PARSE_TEXT
@@ -91,32 +89,7 @@ def clickhouse_sink(apply: Callable[[list[SourceRecord]], int]) -> Sink[SourceRe
     return Sink(STAGE_CLICKHOUSE, apply, classify_clickhouse)
 
 
-_KNOWN_EVENTS: Final = (
-    "SELECT DISTINCT session_id, sequence FROM {db}.events "
-    "WHERE session_id IN (SELECT arrayJoin(arrayMap(x -> unhex(x), "
-    "splitByChar(',', {{sessions:String}})))) "
-    "AND sequence IN (SELECT arrayJoin(arrayMap(x -> toUInt64(x), "
-    "splitByChar(',', {{sequences:String}}))))"
-)
-
-
-def clickhouse_known(
-    projection: ClickHouseProjection, keys: Iterable[tuple[str, int]]
-) -> set[tuple[str, int]]:
-    """Which of the events (session id, sequence) ClickHouse's `events` table holds.
-
-    Only asked when PostgreSQL saw duplicates in a batch: an event produced twice comes
-    back at a new offset, past the writer's positions, and its rows would enter the
-    rollups' sums twice. Session ids travel hex-encoded (chDB's string parameters
-    mangle backslashes and quotes)."""
-    wanted = set(keys)
-    if not wanted:
-        return set()
-    rows = projection.store.query(
-        _KNOWN_EVENTS.format(db=quote_database(projection.database)),
-        parameters={
-            "sessions": ",".join(sorted({s.encode().hex() for s, _ in wanted})),
-            "sequences": ",".join(str(q) for q in sorted({q for _, q in wanted})),
-        },
-    )
-    return {(str(s), int(q)) for s, q in rows} & wanted
+def letter_for(record: RawRecord, error: BaseException, stage: str) -> DeadLetter:
+    """The dead letter of a record a projection refused at `stage`."""
+    reason = "unhandled_type" if isinstance(error, UnhandledEventError) else "projection_failed"
+    return DeadLetter(record, reason, type(error).__name__, str(error), stage)

@@ -22,8 +22,8 @@ from turnlog.projections.postgres.writer import PostgresProjection
 from turnlog.streams.checksum import TableDigest, compare_clickhouse, compare_postgres
 from turnlog.streams.config import StreamsSettings
 from turnlog.streams.locks import exclusive_projection_lock
-from turnlog.streams.processor import BatchProcessor
 from turnlog.streams.rebuild import targets
+from turnlog.streams.rebuild.apply import ReplayProcessor
 from turnlog.streams.rebuild.log import (
     LogReader,
     OffsetProgress,
@@ -73,7 +73,7 @@ class Rebuild:
         PostgreSQL-only catch-up may run ahead of the processor with both sinks, which
         then gives PostgreSQL those records again (skipped as duplicates by its ledger)."""
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="turnlog-rebuild")
-        self._processors: dict[str, BatchProcessor] = {}
+        self._processors: dict[str, ReplayProcessor] = {}
         self._made: set[str] = set()
         self._exchanging = False
 
@@ -120,7 +120,7 @@ class Rebuild:
         if self.target.postgres and not live_pg:
             raise RebuildRefusedError(
                 f"PostgreSQL schema {names.schema!r} has applied nothing of "
-                f"{settings.events_topic} as consumer {settings.consumer_group!r}: check "
+                f"{settings.events_topic} as consumer {settings.group('postgres')!r}: check "
                 "TURNLOG_POSTGRES_SCHEMA, TURNLOG_TOPIC_PREFIX and "
                 "TURNLOG_STREAMS_CONSUMER_GROUP (they must be the worker's)"
             )
@@ -222,7 +222,7 @@ class Rebuild:
         positions."""
         topic, names = self.settings.events_topic, self.names
         pg = targets.postgres_offsets(self.dsn, schema=names.schema, topic=topic,
-                                      consumer=self.settings.consumer_group)  # fmt: skip
+                                      consumer=self.settings.group("postgres"))  # fmt: skip
         ch: Offsets = {}
         if self.target.clickhouse and self.store is not None:
             ch = targets.clickhouse_positions(self.store, database=names.database, topic=topic)
@@ -233,7 +233,7 @@ class Rebuild:
         self._made.add("rebuilt schema")
         migrate_postgres(self.dsn, schema=names.rebuilt_schema)
         postgres = PostgresProjection(self.dsn, schema=names.rebuilt_schema,
-                                      consumer=self.settings.consumer_group)  # fmt: skip
+                                      consumer=self.settings.group("postgres"))  # fmt: skip
         clickhouse = None
         if self.target.clickhouse and self.store is not None:
             self._made.add("rebuilt database")
@@ -242,10 +242,9 @@ class Rebuild:
                 self._made.add("old database")
                 migrate_clickhouse(self.store, database=names.old_database)
             clickhouse = ClickHouseProjection(self.store, database=names.rebuilt_database)
-        prefix, state = self.settings.topic_prefix, targets.NoDerivedState()
         self._processors = {
-            "both": BatchProcessor(postgres, clickhouse, state=state, topic_prefix=prefix),
-            "postgres": BatchProcessor(postgres, None, state=state, topic_prefix=prefix),
+            "both": ReplayProcessor(postgres, clickhouse),
+            "postgres": ReplayProcessor(postgres, None),
         }
 
     def compare(self, conn: psycopg.Connection[Any]) -> list[TableDigest]:

@@ -11,8 +11,6 @@ not moved, and resolve their source and target tables by name at insert time
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
-from contextlib import nullcontext
 from typing import Any
 
 import psycopg
@@ -31,10 +29,8 @@ from turnlog.projections.clickhouse.writer import ClickHouseProjection
 from turnlog.projections.postgres.errors import ProjectionWriteError
 from turnlog.projections.postgres.writer import PostgresProjection
 from turnlog.streams.config import StreamsSettings, redact_url
-from turnlog.streams.derived import SessionRows, TurnRows
 from turnlog.streams.rebuild.log import Offsets
 from turnlog.streams.rebuild.plan import Names, RebuildError, RebuildRefusedError
-from turnlog.streams.state import TurnKey
 
 CHDB_FIX = (
     "one process owns a chDB folder, and the streams worker writes through it: stop the "
@@ -42,23 +38,6 @@ CHDB_FIX = (
     "ClickHouse server (TURNLOG_CLICKHOUSE_URL=http://host:8123), or rebuild PostgreSQL "
     "alone online (--target postgres)"
 )
-
-
-class NoDerivedState:
-    """`ProjectionState` of a rebuild: nobody else writes the rebuilt schema (no lock), and
-    no derived records are built (their topics have them), so no rows are read back."""
-
-    def locked(self) -> nullcontext[None]:
-        return nullcontext()
-
-    def turns(self, keys: Iterable[TurnKey]) -> list[TurnRows]:
-        return []
-
-    def closed_sessions(self, session_ids: Iterable[str]) -> list[SessionRows]:
-        return []
-
-    def close(self) -> None:
-        pass
 
 
 def open_store(settings: StreamsSettings) -> AnalyticsStore:
