@@ -62,9 +62,14 @@ class StackSettings(BaseSettings):
     api_port: int = 8000
     """Port of our API (the same variable the API reads)."""
     streams_metrics_port: int = 9465
-    """Port of the streams worker's Prometheus endpoint."""
+    """Port of the PostgreSQL projection's streams worker's Prometheus endpoint."""
+    streams_clickhouse_metrics_port: int = 9467
+    """Port of the ClickHouse projection's streams worker's Prometheus endpoint."""
+    streams_derived_metrics_port: int = 9468
+    """Port of the derived-topics projection's streams worker's Prometheus endpoint."""
     streams_query_port: int = 9466
-    """Port of the streams worker's analysts' query endpoint."""
+    """Port of the analysts' query endpoint (served by the ClickHouse projection's worker,
+    which owns the chDB folder)."""
     gateway_metrics_port: int = 9464
     """Port of the agent gateway's Prometheus endpoint."""
     gateway_health_port: int = 8081

@@ -13,7 +13,12 @@ from turnlog.api.settings import load_api_settings
 from turnlog.infra.stack.config import StackSettings
 from turnlog.infra.stack.errors import PrerequisiteError
 from turnlog.infra.stack.livekit import LiveKit, config_yaml
-from turnlog.infra.stack.services import provider_choice, service_environment, service_specs
+from turnlog.infra.stack.services import (
+    Service,
+    provider_choice,
+    service_environment,
+    service_specs,
+)
 from turnlog.streams.config import load_streams_settings
 
 pytestmark = pytest.mark.unit
@@ -108,9 +113,33 @@ def test_service_ports_do_not_collide(tmp_path: Path) -> None:
     settings = settings_in(tmp_path)
     ports = [spec.port for spec in service_specs(settings)]
     ports += [settings.kafka_port, settings.kafka_controller_port, settings.postgres_port,
+              settings.livekit_udp_port,
               settings.livekit_port, settings.gateway_metrics_port,
               settings.streams_query_port]  # fmt: skip
     assert len(ports) == len(set(ports))
+
+
+def test_each_projection_is_its_own_service_with_its_own_metrics_port(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TURNLOG_STREAMS_CLICKHOUSE_METRICS_PORT", "19467")
+    monkeypatch.setenv("TURNLOG_STREAMS_DERIVED_METRICS_PORT", "19468")
+    settings = StackSettings(state_dir=tmp_path / "state", streams_query_port=19466)
+    specs = {spec.name: spec for spec in service_specs(settings)}
+    assert list(specs) == ["streams-postgres", "streams-clickhouse", "streams-derived",
+                           "api", "gateway"]  # fmt: skip
+    expected_ports = {"postgres": 9465, "clickhouse": 19467, "derived": 19468}
+    for projection, port in expected_ports.items():
+        spec = specs[f"streams-{projection}"]
+        assert spec.argv[1:] == ("-m", "turnlog.streams", "worker", "--projection", projection)
+        assert spec.port == port
+        assert spec.health_url == f"http://127.0.0.1:{port}/metrics"
+        env = Service(spec, settings, service_environment(settings)).env
+        assert env["TURNLOG_STREAMS_METRICS_PORT"] == str(port)
+        # the query endpoint goes with the chDB folder, to the ClickHouse projection only
+        assert env.get("TURNLOG_STREAMS_QUERY_PORT") == (
+            "19466" if projection == "clickhouse" else None
+        )
 
 
 @pytest.mark.parametrize(
