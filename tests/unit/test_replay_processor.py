@@ -1,11 +1,12 @@
-"""The batch processor on the in-memory projection: read models, dead letters, derived
-records, isolation of bad events, retries."""
+"""The rebuild's replay processor on the in-memory projection: read models, dead letters,
+isolation of bad events, retries (no services)."""
 
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import pytest
@@ -19,25 +20,30 @@ from tests.unit.test_streams_support import (
     mixed_bodies,
     renamed,
 )
+from turnlog.projections.clickhouse.store import QueryFailedError
+from turnlog.projections.clickhouse.writer import ClickHouseProjection
 from turnlog.projections.postgres.errors import ProjectionWriteError, UnhandledEventError
 from turnlog.projections.postgres.memory import InMemoryProjection
-from turnlog.projections.postgres.writer import BatchResult
+from turnlog.projections.postgres.writer import BatchResult, PostgresProjection
 from turnlog.projections.records import SourceRecord
-from turnlog.schemas import EVENTS_TOPIC, decode
-from turnlog.streams.dlq import decoded_headers
+from turnlog.schemas import EVENTS_TOPIC
+from turnlog.streams.dlq import dead_letter_record, decoded_headers
 from turnlog.streams.errors import SinkUnavailableError
 from turnlog.streams.isolate import RetryPolicy
-from turnlog.streams.processor import BatchOutcome, BatchProcessor, decode_records
+from turnlog.streams.rebuild.apply import Replayed, ReplayProcessor
 from turnlog.streams.records import RawRecord
-from turnlog.streams.state import MemoryState
 
 pytestmark = pytest.mark.unit
 
 EVENTS = all_events()
 RECORDS = as_raw(bodies(EVENTS))
+NO_PAUSES = RetryPolicy(first_delay=0.0, max_delay=0.0)
+"""The default number of attempts without waiting (tests that never retry)."""
 
 
 class Sleeps:
+    """Stands in for `time.sleep`: records each pause instead of taking it."""
+
     def __init__(self) -> None:
         self.calls: list[float] = []
 
@@ -45,12 +51,28 @@ class Sleeps:
         self.calls.append(seconds)
 
 
-def processor_for(projection: InMemoryProjection, **kwargs: Any) -> BatchProcessor:
-    kwargs.setdefault("sleep", Sleeps())
-    return BatchProcessor(projection, None, state=MemoryState(projection), **kwargs)
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> Sleeps:
+    """`ReplayProcessor` pauses with `time.sleep` (no hook of its own): patched for the
+    test's duration."""
+    recorded = Sleeps()
+    monkeypatch.setattr("turnlog.streams.rebuild.apply.time.sleep", recorded)
+    return recorded
 
 
-def run(processor: BatchProcessor, records: Sequence[RawRecord], size: int) -> list[BatchOutcome]:
+def processor_for(
+    projection: InMemoryProjection, clickhouse: object | None = None, **kwargs: Any
+) -> ReplayProcessor:
+    """A processor over the in-memory projection (the same `apply_batch` as
+    `PostgresProjection`, which is the declared type)."""
+    kwargs.setdefault("retry", NO_PAUSES)
+    return ReplayProcessor(
+        cast(PostgresProjection, projection), cast(ClickHouseProjection | None, clickhouse),
+        **kwargs,
+    )  # fmt: skip
+
+
+def run(processor: ReplayProcessor, records: Sequence[RawRecord], size: int) -> list[Replayed]:
     return [processor.process(records[i:i + size]) for i in range(0, len(records), size)]
 
 
@@ -60,60 +82,30 @@ def reference() -> dict[str, list[dict[str, Any]]]:
     return projection.snapshot()
 
 
-def derived_events(outcomes: Sequence[BatchOutcome], topic: str) -> dict[str, Any]:
-    """Derived events by id (a re-emission has the same id)."""
-    return {
-        event.id: event
-        for outcome in outcomes
-        for out in outcome.outputs
-        if out.topic == topic
-        for event in [decode(out.value)]
-    }
-
-
 def test_the_read_models_equal_the_projections_own() -> None:
     projection = InMemoryProjection()
     outcomes = run(processor_for(projection), RECORDS, 25)
     assert projection.snapshot() == reference()
     assert sum(o.applied for o in outcomes) == len(EVENTS)
+    assert sum(o.consumed for o in outcomes) == len(RECORDS)
     assert not any(o.dead_letters for o in outcomes)
 
 
-def test_a_batch_processed_twice_adds_nothing_and_derives_the_same_records() -> None:
+def test_a_batch_processed_twice_adds_nothing() -> None:
     projection = InMemoryProjection()
     processor = processor_for(projection)
     first = processor.process(RECORDS)
     second = processor.process(RECORDS)
+    assert (first.applied, first.duplicates) == (len(EVENTS), 0)
     assert (second.applied, second.duplicates) == (0, len(EVENTS))
     assert projection.snapshot() == reference()
-    assert [o.value for o in second.outputs] == [o.value for o in first.outputs]
-
-
-def test_derived_records_describe_the_turns_and_the_closed_sessions() -> None:
-    outcomes = run(processor_for(InMemoryProjection()), RECORDS, 10)
-    turns = derived_events(outcomes, "turnlog.turns")
-    sessions = derived_events(outcomes, "turnlog.sessions")
-    assert len(turns) == 7  # 4 + 1 + 2 answered turns
-    assert {(e.sessionid, e.data.status) for e in sessions.values()} == {
-        ("sess_tutor_happy", "closed"), ("sess_tutor_failed", "failed"),
-        ("sess_support_handoff", "closed"),
-    }  # fmt: skip
-    by_turn = {(e.sessionid, e.data.turn_id): e for e in turns.values()}
-    tools_turn = by_turn["sess_tutor_happy", "turn_2"].data
-    assert tools_turn.tool_call_count == 2
-    assert tools_turn.e2e_latency == 1.35
-    assert tools_turn.end_of_turn_delay == 0.3  # from the user message
-    assert tools_turn.language == "en"
-    assert by_turn["sess_tutor_happy", "turn_3"].data.interrupted is True
-    happy = next(e for e in sessions.values() if e.sessionid == "sess_tutor_happy").data
-    assert (happy.turn_count, happy.interruption_count, happy.tool_call_count) == (4, 1, 2)
 
 
 def test_shuffled_sessions_give_the_same_read_models() -> None:
-    import random
-
+    seed = random.randrange(2**32)
+    print(f"seed {seed}")
     shuffled = RECORDS[:]
-    random.Random(7).shuffle(shuffled)
+    random.Random(seed).shuffle(shuffled)
     projection = InMemoryProjection()
     run(processor_for(projection), shuffled, 13)
     assert projection.snapshot() == reference()
@@ -125,17 +117,22 @@ def test_bad_records_go_to_the_dlq_and_every_good_one_is_projected() -> None:
     projection = InMemoryProjection()
     outcomes = run(processor_for(projection), records, 50)
     letters = [letter for o in outcomes for letter in o.dead_letters]
+    assert len(letters) == len(BAD_KINDS)
     assert sorted(letter.reason for letter in letters) == sorted(EXPECTED_REASON.values())
+    assert {letter.stage for letter in letters} == {"decode"}
     assert sum(o.applied for o in outcomes) == len(good)
-    dlq = [out for o in outcomes for out in o.outputs if out.topic == "turnlog.events.dlq"]
-    assert len(dlq) == len(BAD_KINDS)
-    for out in dlq:
+    reference_projection = InMemoryProjection()
+    processor_for(reference_projection).process(as_raw(bodies(good)))
+    assert projection.snapshot() == reference_projection.snapshot()
+    # what would go to the DLQ: the original bytes, with where they came from
+    for letter in letters:
+        out = dead_letter_record(letter, topic="turnlog.events.dlq", at=EVENTS[0].time)
         headers = decoded_headers(out.headers)
         source = next(r for r in records if (r.partition, r.offset) == (
             int(headers["turnlog-dlq-source-partition"]),
             int(headers["turnlog-dlq-source-offset"]),
         ))  # fmt: skip
-        assert out.value == source.value  # the original bytes
+        assert out.value == source.value
         assert headers["turnlog-dlq-stage"] == "decode"
 
 
@@ -163,6 +160,7 @@ def test_bisection_isolates_the_bad_events_and_projects_the_rest() -> None:
         == poisoned
     assert {letter.reason for letter in outcome.dead_letters} == {"projection_failed"}
     assert {letter.stage for letter in outcome.dead_letters} == {"postgres"}
+    assert {letter.exception for letter in outcome.dead_letters} == {"ProjectionWriteError"}
     assert outcome.applied == len(EVENTS) - 2
     assert projection.calls < 30  # bisection, not one call per event
 
@@ -170,20 +168,30 @@ def test_bisection_isolates_the_bad_events_and_projects_the_rest() -> None:
 class UnknowingProjection(InMemoryProjection):
     """Knows no `tools.executed` events (a catalog newer than the projector)."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
     def apply_batch(self, records: Sequence[SourceRecord]) -> BatchResult:
+        self.calls += 1
         for r in records:
             if r.event.type == "turnlog.tools.executed.v1":
                 raise UnhandledEventError(r.event.type, event_id=r.event.id,
-                                          session_id=r.event.sessionid)
+                                          session_id=r.event.sessionid)  # fmt: skip
         return super().apply_batch(records)
 
 
 def test_an_unhandled_type_is_pinpointed_by_its_event_id() -> None:
-    outcome = processor_for(UnknowingProjection()).process(RECORDS)
+    projection = UnknowingProjection()
+    outcome = processor_for(projection).process(RECORDS)
     tools = [e for e in EVENTS if e.type == "turnlog.tools.executed.v1"]
-    assert len(outcome.dead_letters) == len(tools)
+    assert tools
+    assert sorted(json.loads(d.record.value or b"")["id"] for d in outcome.dead_letters) \
+        == sorted(e.id for e in tools)
     assert {letter.reason for letter in outcome.dead_letters} == {"unhandled_type"}
     assert outcome.applied == len(EVENTS) - len(tools)
+    # each failure names its event: one call per tools event, then the rest, no bisection
+    assert projection.calls == len(tools) + 1
 
 
 class FlakyProjection(InMemoryProjection):
@@ -199,29 +207,34 @@ class FlakyProjection(InMemoryProjection):
         return super().apply_batch(records)
 
 
-def test_a_retryable_failure_is_retried_with_growing_pauses() -> None:
-    sleeps = Sleeps()
+def test_a_retryable_failure_is_retried_with_growing_pauses(sleeps: Sleeps) -> None:
     projection = FlakyProjection(failures=3)
-    outcome = processor_for(projection, sleep=sleeps).process(RECORDS)
+    policy = RetryPolicy(attempts=5, first_delay=0.2, max_delay=0.5)
+    outcome = processor_for(projection, retry=policy).process(RECORDS)
     assert outcome.applied == len(EVENTS)
-    assert outcome.retries == 3
-    assert sleeps.calls == [0.2, 0.4, 0.8]
+    assert not outcome.dead_letters
+    assert sleeps.calls == [0.2, 0.4, 0.5]  # doubling, capped
+    assert projection.snapshot() == reference()
 
 
-def test_a_sink_that_stays_down_fails_the_batch_without_dead_letters() -> None:
+def test_a_sink_that_stays_down_fails_the_batch_without_dead_letters(sleeps: Sleeps) -> None:
     projection = FlakyProjection(failures=100)
     processor = processor_for(projection, retry=RetryPolicy(attempts=3))
     with pytest.raises(SinkUnavailableError) as failure:
         processor.process(RECORDS)
     assert failure.value.sink == "postgres"
+    assert projection.failures == 97  # three attempts of the whole batch, no bisection
+    assert sleeps.calls == [0.2, 0.4]
     assert projection.snapshot() == InMemoryProjection().snapshot()
 
 
-def test_a_broken_database_is_not_blamed_on_the_events() -> None:
+def test_a_broken_database_is_not_blamed_on_the_events(sleeps: Sleeps) -> None:
     projection = FlakyProjection(failures=100, retryable=False)  # e.g. a missing table
-    with pytest.raises(SinkUnavailableError):
-        processor_for(projection).process(RECORDS)
+    with pytest.raises(SinkUnavailableError) as failure:
+        processor_for(projection, retry=RetryPolicy()).process(RECORDS)
+    assert failure.value.sink == "postgres"
     assert projection.failures == 99  # one attempt, no bisection
+    assert sleeps.calls == []
 
 
 class PoisonedClickHouse:
@@ -229,112 +242,40 @@ class PoisonedClickHouse:
 
     def __init__(self, poisoned: str) -> None:
         self.poisoned = poisoned
-        self.written: list[int] = []
+        self.written: list[str] = []
 
     def write_batch(self, records: Sequence[SourceRecord]) -> int:
-        from turnlog.projections.clickhouse.store import QueryFailedError
-
         if any(r.event.id == self.poisoned for r in records):
             raise QueryFailedError("Code: 53. Type mismatch", code=53)
-        self.written.extend(r.offset for r in records)
+        self.written.extend(r.event.id for r in records)
         return len(records)
 
 
-def test_clickhouse_isolates_its_own_bad_event_after_postgres(tmp_path: Any) -> None:
-    from turnlog.streams.journal import WriteJournal
-
+def test_clickhouse_isolates_its_own_bad_event_after_postgres() -> None:
     projection = InMemoryProjection()
     clickhouse = PoisonedClickHouse(EVENTS[50].id)
-    journal = WriteJournal(tmp_path / "journal.json", database="db")
-    processor = BatchProcessor(
-        projection, clickhouse, state=MemoryState(projection),  # type: ignore[arg-type]
-        journal=journal, sleep=Sleeps(),
-    )  # fmt: skip
-    outcome = processor.process(RECORDS)
+    outcome = processor_for(projection, clickhouse).process(RECORDS)
     assert [letter.stage for letter in outcome.dead_letters] == ["clickhouse"]
+    assert [letter.reason for letter in outcome.dead_letters] == ["projection_failed"]
+    assert json.loads(outcome.dead_letters[0].record.value or b"")["id"] == EVENTS[50].id
     assert outcome.applied == len(EVENTS)  # PostgreSQL took it
-    assert outcome.clickhouse_written == len(EVENTS) - 1
-    assert journal.pending() is None  # every write finished
+    assert projection.snapshot() == reference()
+    assert sorted(clickhouse.written) == sorted(e.id for e in EVENTS if e.id != EVENTS[50].id)
 
 
-class EventsTable:
-    """The `events` table of a fake ClickHouse: which events it holds."""
-
-    def __init__(self) -> None:
-        self.keys: set[tuple[str, int]] = set()
-
-    def query(self, sql: str, **kwargs: Any) -> list[tuple[str, int]]:
-        return sorted(self.keys)
-
-
-class HalfWayClickHouse:
-    """A ClickHouse projection whose writes fail after their first insert (the server
-    went away mid-write) `failures` times; `writes` lists each write's records."""
-
-    database = "db"
-
-    def __init__(self, failures: int) -> None:
-        self.store = EventsTable()
-        self.failures = failures
-        self.writes: list[list[tuple[int, int]]] = []
-
-    def write_batch(self, records: Sequence[SourceRecord]) -> int:
-        from turnlog.projections.clickhouse.store import QueryFailedError
-
-        self.writes.append(sorted((r.partition, r.offset) for r in records))
-        self.store.keys |= {r.key for r in records}  # `events` took them
-        if self.failures:
-            self.failures -= 1
-            raise QueryFailedError("Code: 210. Connection reset by peer", code=210)
-        return len(records)
+def test_clickhouse_is_not_given_what_postgres_refused() -> None:
+    poisoned = EVENTS[20].id
+    clickhouse = PoisonedClickHouse("none")
+    outcome = processor_for(PoisonedProjection({poisoned}), clickhouse).process(RECORDS)
+    assert [letter.stage for letter in outcome.dead_letters] == ["postgres"]
+    assert poisoned not in clickhouse.written
+    assert len(clickhouse.written) == len(EVENTS) - 1
 
 
-def test_a_batch_processed_again_first_finishes_its_unfinished_write(tmp_path: Any) -> None:
-    from turnlog.streams.journal import WriteJournal
-
-    projection = InMemoryProjection()
-    clickhouse = HalfWayClickHouse(failures=1)
-    journal = WriteJournal(tmp_path / "journal.json", database="db")
-    processor = BatchProcessor(
-        projection, clickhouse, state=MemoryState(projection),  # type: ignore[arg-type]
-        journal=journal, retry=RetryPolicy(attempts=1), sleep=Sleeps(),
-    )  # fmt: skip
-    with pytest.raises(SinkUnavailableError):
-        processor.process(RECORDS)
-    assert journal.pending() is not None
-    again = processor.process(RECORDS)  # what the worker does with a failed batch
-    assert again.duplicates == len(EVENTS)  # PostgreSQL committed it the first time
-    assert clickhouse.writes == [clickhouse.writes[0]] * 2  # same records: same tokens
-    assert journal.pending() is None
-
-
-def test_the_two_stages_and_decoding_ahead_equal_one_process_call() -> None:
-    """What the batch engine does (decode ahead in chunks, PostgreSQL of batch n+1
-    before ClickHouse of batch n) gives what `process` gives, dead letters included."""
-    good = [e for copy in range(2) for e in renamed(EVENTS, f"~{copy}")]
-    records = as_raw(mixed_bodies(good))
-    reference_projection = InMemoryProjection()
-    whole = processor_for(reference_projection)
-    expected = [whole.process(records[i:i + 40]) for i in range(0, len(records), 40)]
-
-    projection = InMemoryProjection()
-    staged = processor_for(projection)
-    batches = []
-    for i in range(0, len(records), 40):
-        decoded = decode_records(records[i:i + 20])
-        decoded.extend(decode_records(records[i + 20:i + 40]))
-        batches.append(decoded)
-    written = [staged.write_postgres(batch) for batch in batches]
-    outcomes = [staged.write_clickhouse(w) for w in written]
-    assert projection.snapshot() == reference_projection.snapshot()
-    assert [_summary(o) for o in outcomes] == [_summary(o) for o in expected]
-    # a stage repeated (a failed attempt) starts from what `write_postgres` returned
-    again = staged.write_clickhouse(written[0])
-    assert _summary(again) == _summary(outcomes[0])
-    assert written[0].outcome.outputs == []
-
-
-def _summary(outcome: BatchOutcome) -> tuple[Any, ...]:
-    return (outcome.consumed, outcome.applied, outcome.duplicates,
-            [(d.reason, d.record.offset) for d in outcome.dead_letters],
-            [(o.topic, o.key) for o in outcome.outputs])  # fmt: skip
+def test_records_that_do_not_decode_reach_neither_sink() -> None:
+    records = as_raw(mixed_bodies(EVENTS, every=30))
+    clickhouse = PoisonedClickHouse("none")
+    outcome = processor_for(InMemoryProjection(), clickhouse).process(records)
+    assert {letter.stage for letter in outcome.dead_letters} == {"decode"}
+    assert outcome.consumed == len(records)
+    assert len(clickhouse.written) == outcome.applied == len(EVENTS)
