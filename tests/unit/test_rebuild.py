@@ -1,16 +1,18 @@
 """The rebuild's pure parts: progress accounting in offsets, the ranges it reads, its
-names, and the processor state that builds no derived records."""
+names, and the replay processor's outcome (dead letters counted, never produced)."""
 
 from __future__ import annotations
+
+from typing import cast
 
 import pytest
 
 from tests.unit.test_streams_support import all_events, as_raw, bodies, mixed_bodies
 from turnlog.projections.postgres.memory import InMemoryProjection
-from turnlog.streams.processor import BatchProcessor
+from turnlog.projections.postgres.writer import PostgresProjection
+from turnlog.streams.rebuild.apply import ReplayProcessor
 from turnlog.streams.rebuild.log import OffsetProgress, lowest, ranges_between
 from turnlog.streams.rebuild.plan import Names, RebuildRefusedError, Target
-from turnlog.streams.rebuild.targets import NoDerivedState
 from turnlog.streams.records import RawRecord
 
 pytestmark = pytest.mark.unit
@@ -70,14 +72,20 @@ def test_targets() -> None:
     ]
 
 
-def test_a_rebuild_builds_no_derived_records_and_only_counts_dead_letters() -> None:
+def replay(projection: InMemoryProjection) -> ReplayProcessor:
+    # the in-memory projection has PostgresProjection's apply_batch, not its type
+    return ReplayProcessor(cast(PostgresProjection, projection), None)
+
+
+def test_a_rebuild_only_counts_dead_letters_and_projects_every_good_event() -> None:
     records = as_raw(mixed_bodies(all_events(), every=30))
     projection = InMemoryProjection()
-    outcome = BatchProcessor(projection, None, state=NoDerivedState()).process(records)
+    outcome = replay(projection).process(records)
 
     assert outcome.dead_letters
-    assert {out.topic for out in outcome.outputs} == {"turnlog.events.dlq"}
-    assert len(outcome.outputs) == len(outcome.dead_letters)
+    assert {letter.stage for letter in outcome.dead_letters} == {"decode"}
+    assert outcome.consumed == len(records)
+    assert outcome.applied == len(records) - len(outcome.dead_letters) == len(all_events())
     reference = InMemoryProjection()
-    BatchProcessor(reference, None, state=NoDerivedState()).process(as_raw(bodies(all_events())))
+    replay(reference).process(as_raw(bodies(all_events())))
     assert projection.snapshot() == reference.snapshot()
