@@ -1,4 +1,10 @@
-"""The local stack as one unit: start, provision, report, stop. Every step is idempotent."""
+"""The local stack as one unit: start, provision, report, stop. Every step is idempotent.
+
+The ClickHouse DDL runs in a child process, because one process owns a chDB folder for its
+lifetime. When a running ClickHouse projector owns the folder, `up` skips the DDL: the
+projector applied it itself when it started. A projector that starts while the DDL child
+holds the folder waits for it (its store open is retried), so neither fails.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ from turnlog.infra.stack.errors import ComponentFailedError
 from turnlog.infra.stack.kafka import Kafka
 from turnlog.infra.stack.livekit import LiveKit
 from turnlog.infra.stack.postgres import Postgres
+from turnlog.infra.stack.services import NAME_WIDTH
 from turnlog.infra.stack.topics import ensure_topics
 from turnlog.projections.clickhouse.store import chdb_owner
 from turnlog.projections.migrations import Migration
@@ -52,28 +59,29 @@ class Stack:
             futures = {c.name: pool.submit(c.start) for c in self.components}
             for name, future in futures.items():
                 summary = future.result()
-                report(f"{name:<10} {summary}")
+                report(f"{name:<{NAME_WIDTH}} {summary}")
         result.seconds["services ready"] = time.monotonic() - started
 
         step = time.monotonic()
         changes = asyncio.run(
             ensure_topics(self.settings.kafka_bootstrap, topic_specs(self.settings.topic_prefix))
         )
-        report(f"{'topics':<10} " + ("; ".join(changes) if changes else "up to date"))
+        report(f"{'topics':<{NAME_WIDTH}} " + ("; ".join(changes) if changes else "up to date"))
         result.seconds["topics"] = time.monotonic() - step
 
         step = time.monotonic()
         applied = migrate_postgres(self.settings.postgres_dsn)
-        report(f"{'postgres':<10} migrations: " + _describe(applied))
+        report(f"{'postgres':<{NAME_WIDTH}} migrations: " + _describe(applied))
         result.seconds["postgres migrations"] = time.monotonic() - step
 
         step = time.monotonic()
-        report(f"{'clickhouse':<10} {self._migrate_clickhouse()}")
+        report(f"{'clickhouse':<{NAME_WIDTH}} {self.migrate_clickhouse()}")
         result.seconds["clickhouse ddl"] = time.monotonic() - step
         return result
 
-    def _migrate_clickhouse(self) -> str:
-        """Apply the analytics DDL in a child process: it must not make us the chDB owner."""
+    def migrate_clickhouse(self) -> str:
+        """Apply the analytics DDL in a child process (it must not make us the chDB owner),
+        or skip it when a running projector owns the folder; returns a one-line summary."""
         argv = [
             sys.executable, "-m", "turnlog.projections.clickhouse",
             "migrate", "--url", self.settings.analytics_url,
@@ -84,8 +92,8 @@ class Stack:
             return result.stdout.strip()
         if result.returncode == 3:  # folder owned by a running service; it migrates itself
             owner = chdb_owner(self.settings.state_dir / "clickhouse")
-            return (f"owned by a running process (pid {owner}); the streams worker "
-                    "migrates its folder when it starts")  # fmt: skip
+            return (f"owned by a running process (pid {owner}); DDL skipped: the ClickHouse "
+                    "projector applies it when it starts")  # fmt: skip
         raise ComponentFailedError(f"ClickHouse DDL failed:\n{result.stderr[-2000:]}")
 
     def status(self) -> list[ComponentStatus]:
@@ -106,7 +114,7 @@ class Stack:
         with ThreadPoolExecutor(max_workers=len(self.components)) as pool:
             futures = {c.name: pool.submit(c.stop) for c in self.components}
             for name, future in futures.items():
-                report(f"{name:<10} {future.result()}")
+                report(f"{name:<{NAME_WIDTH}} {future.result()}")
 
     def is_up(self) -> bool:
         """Whether the data services run (Kafka, PostgreSQL). LiveKit holds no data and

@@ -18,6 +18,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from tests.conftest import PgSchema, Topics, unique
 from turnlog.infra.stack.config import StackSettings
 from turnlog.infra.stack.kafka import Kafka
+from turnlog.infra.stack.services import NAME_WIDTH
 from turnlog.infra.stack.stack import Stack
 from turnlog.infra.stack.topics import ensure_topics, read_topics, wait_for_configs
 from turnlog.projections.clickhouse.migrate import migrate_clickhouse
@@ -165,14 +166,42 @@ def test_second_process_is_told_who_owns_the_chdb_folder(
     assert f"is open in another process (pid {os.getpid()}" in result.stderr
 
 
+def test_clickhouse_ddl_is_skipped_while_a_projector_owns_the_folder(
+    stack_settings: StackSettings, tmp_path: Path
+) -> None:
+    """`stack up` next to a running ClickHouse projector (here a process that holds the
+    folder open as the projector does) reports the owner and does not fail."""
+    settings = StackSettings(state_dir=tmp_path / "state", cache_dir=stack_settings.cache_dir)
+    folder = settings.state_dir / "clickhouse"
+    script = (
+        "import sys, time\n"
+        "from turnlog.projections.clickhouse.store import connect\n"
+        f"connect({settings.analytics_url!r}); print('open', flush=True); time.sleep(120)"
+    )
+    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                          text=True) as holder:  # fmt: skip
+        try:
+            assert holder.stdout is not None
+            assert holder.stdout.readline().strip() == "open"
+            summary = Stack(settings).migrate_clickhouse()
+            assert summary.startswith(
+                f"owned by a running process (pid {holder.pid}); DDL skipped"
+            )
+        finally:
+            holder.kill()
+    # once the owner is gone, the same call applies the DDL
+    assert "owned" not in Stack(settings).migrate_clickhouse()
+    assert (folder / "metadata").is_dir()
+
+
 def test_up_on_a_running_stack_changes_nothing(stack: Stack) -> None:
     lines: list[str] = []
     stack.up(report=lines.append)
 
     assert any(line.startswith("kafka") and "already running" in line for line in lines)
     assert any(line.startswith("postgres") and "already running" in line for line in lines)
-    assert "topics     up to date" in lines
-    assert "postgres   migrations: up to date" in lines
+    assert f"{'topics':<{NAME_WIDTH}} up to date" in lines
+    assert f"{'postgres':<{NAME_WIDTH}} migrations: up to date" in lines
     assert any(line.startswith("livekit") and "already running" in line for line in lines)
     # a running streams worker owns the chDB folder and migrated it itself at its start
     assert any(
