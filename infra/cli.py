@@ -18,6 +18,7 @@ from turnlog.infra.stack.components import ComponentStatus
 from turnlog.infra.stack.config import StackSettings, load_settings
 from turnlog.infra.stack.errors import StackError
 from turnlog.infra.stack.stack import Stack
+from turnlog.streams.logfilter import install_rate_limit
 
 app = typer.Typer(help="Turnlog: capture, query and replay every voice-agent conversation.",
                   no_args_is_help=True, add_completion=False)
@@ -206,6 +207,8 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     logging.getLogger("turnlog").setLevel(logging.INFO)
+    # `stack up` and `provision` talk to Kafka: an unreachable broker is one line per window
+    install_rate_limit()
     app()
 
 
