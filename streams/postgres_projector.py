@@ -71,9 +71,10 @@ class PostgresProjector:
             projection.close()
             cause = error.__cause__
             if isinstance(cause, psycopg.errors.UndefinedTable | psycopg.errors.InvalidSchemaName):
+                first_line = str(cause).splitlines()[0]
                 raise DependencyUnavailableError(
-                    f"schema {self.schema!r} is not migrated ({cause}); `turnlog stack up` "
-                    "migrates it", dependency=f"{self._where} (migrations)",
+                    f"schema {self.schema!r} is not migrated ({first_line}); `turnlog stack "
+                    "up` migrates it", dependency=f"{self._where} (migrations)",
                 ) from error  # fmt: skip
             raise self._unavailable(error) from error
         self._projection = projection

@@ -25,12 +25,13 @@ from turnlog.projections.postgres.migrate import migrate_postgres
 from turnlog.projections.postgres.writer import PostgresProjection
 from turnlog.schemas import CloudEvent, encode
 from turnlog.streams.config import StreamsSettings
-from turnlog.streams.processor import BatchProcessor
+from turnlog.streams.rebuild.apply import ReplayProcessor
 from turnlog.streams.rebuild.log import raw_record, topic_partitions
 from turnlog.streams.startup import PRODUCE_BYTES
-from turnlog.streams.state import PostgresState
 
 GROUP = "turnlog-streams-test"
+PG_CONSUMER = f"{GROUP}-postgres"
+"""The PostgreSQL projection's consumer name (its group), under which it stores offsets."""
 
 
 def session_copies(copies: int, *, first: int = 0) -> list[CloudEvent[Any]]:
@@ -105,10 +106,11 @@ class LiveProcessor:
         dsn = self.settings.postgres_dsn.get_secret_value()
         self.conn = psycopg.connect(dsn, autocommit=True)
         schema = self.settings.postgres_schema
-        self.processor = BatchProcessor(
-            PostgresProjection(self.conn, schema=schema, consumer=GROUP),
+        self.lock = psycopg.connect(dsn, autocommit=True)
+        self.processor = ReplayProcessor(
+            PostgresProjection(self.conn, schema=schema, consumer=PG_CONSUMER),
             ClickHouseProjection(self.store, database=self.settings.clickhouse_database),
-            state=PostgresState(dsn, schema=schema), topic_prefix=self.settings.topic_prefix,
+            lock=self.lock,
         )  # fmt: skip
         self._ends: dict[int, int] | None = None
         self._thread = threading.Thread(target=self._run, name="live-processor", daemon=True)
@@ -123,6 +125,7 @@ class LiveProcessor:
         if self._thread.is_alive():
             raise TimeoutError("the live processor did not finish")
         self.processor.close()
+        self.lock.close()
         self.conn.close()
         if self.error is not None:
             raise self.error

@@ -22,7 +22,7 @@ from psycopg import sql
 
 from tests.conftest import PgSchema, Topics
 from tests.integration.test_rebuild_support import (
-    GROUP,
+    PG_CONSUMER,
     LiveProcessor,
     Scratch,
     as_bodies,
@@ -50,7 +50,7 @@ def offsets_of(dsn: str, schema: str, topic: str) -> dict[int, int]:
     with psycopg.connect(dsn, autocommit=True) as conn:
         rows = conn.execute(
             sql.SQL("SELECT partition, next_offset FROM {} WHERE consumer = %s AND topic = %s")
-            .format(sql.Identifier(schema, "consumer_offsets")), (GROUP, topic),
+            .format(sql.Identifier(schema, "consumer_offsets")), (PG_CONSUMER, topic),
         ).fetchall()  # fmt: skip
     return {int(p): int(o) for p, o in rows}
 

@@ -1,11 +1,8 @@
-"""Partitions moving between two workers of one group (the batch engine's rebalance
-listener), on the real broker and PostgreSQL: a second worker joins while the first has a
-batch in flight, then the first stops. Nothing is lost and nothing is processed twice:
-the records both committed add up to the backlog, and PostgreSQL is exact.
-
-Each worker owns a chDB folder of its own (one process per folder), so ClickHouse is
-split between them; the committed counts stand for it (every committed batch was written
-to the committing worker's ClickHouse exactly once).
+"""Partitions moving between two PostgreSQL projector processes of one group, on the real
+broker and PostgreSQL: a second one joins while the first has a batch in flight (held
+back by the exclusive projection lock), then the first stops. Nothing is lost and
+nothing applied twice: every partition starts where the stored offsets say, the ledger
+skips what the other member applied, and the read models are exact.
 """
 
 from __future__ import annotations
@@ -35,12 +32,13 @@ pytestmark = pytest.mark.integration
 COPIES = 60
 """Copies of the recorded sessions: 8,400 events."""
 ASSIGNED = re.compile(r"assigned partitions \[([0-9, ]*)\]")
-STOPPED = re.compile(r"the batch engine stopped: (\d+) batches of (\d+) records committed")
+STOPPED = re.compile(r"postgres: stopped after (\d+) batches of (\d+) records")
 
 
 @pytest.fixture
 def first(kafka_bootstrap: str, postgres_dsn: str, tmp_path: Path) -> Iterator[StreamsEnv]:
-    world = StreamsEnv(kafka_bootstrap, postgres_dsn, tmp_path / "first", batch_size=250)
+    world = StreamsEnv(kafka_bootstrap, postgres_dsn, tmp_path / "first", batch_size=250,
+                       projections=("postgres",))  # fmt: skip
     world.create()
     yield world
     world.drop()
@@ -83,7 +81,7 @@ def test_a_rebalance_mid_batch_loses_nothing_and_repeats_nothing(
             one.start()
             wait_until(lambda: len(assignments(one)) == 1, one, "the first worker assigned")
             two.launch()  # ready once it has joined, which waits for the revocation
-            wait_until(lambda: log_of(one).count("Revoking previously assigned") == 2, one,
+            wait_until(lambda: log_of(one).count("Revoking previously assigned") >= 2, one,
                        "the first worker's partitions revoked")  # fmt: skip
             time.sleep(1)
         two.wait_ready()
@@ -100,7 +98,10 @@ def test_a_rebalance_mid_batch_loses_nothing_and_repeats_nothing(
         reference.add(events)
         assert first.pg_checksum() == reference.pg_checksum()
         assert committed_records(one) > 0
-        assert committed_records(one) + committed_records(two) == len(events)
+        assert committed_records(two) > 0
+        # a batch dropped at the revocation is applied again by the next owner: at least
+        # the backlog between them, and the ledger kept every event once
+        assert committed_records(one) + committed_records(two) >= len(events)
     finally:
         one.stop()
         two.stop()
@@ -109,6 +110,6 @@ def test_a_rebalance_mid_batch_loses_nothing_and_repeats_nothing(
 
 def consumed(worker: WorkerProcess) -> float:
     for line in worker.metrics().splitlines():
-        if line.startswith("turnlog_streams_records_consumed_total "):
+        if line.startswith('turnlog_streams_records_consumed_total{projection="postgres"}'):
             return float(line.split()[1])
     return 0.0

@@ -39,6 +39,8 @@ from turnlog.projections.records import SourceRecord
 from turnlog.schemas import EVENTS_TOPIC, CloudEvent, topic_specs
 
 CLICKHOUSE_DATABASE = "turnlog"
+READY = "the streams worker is consuming"
+"""What the worker logs once every projection has joined its group."""
 
 
 def free_port() -> int:
@@ -59,14 +61,22 @@ class StreamsEnv:
     group: str = field(default_factory=lambda: unique("streams-group-"))
     metrics_port: int = field(default_factory=free_port)
     batch_size: int = 1000
-    engine: str = "batch"
-    """`TURNLOG_STREAMS_ENGINE`: `batch` (the default) or `faust`."""
+    projections: tuple[str, ...] = ("postgres", "clickhouse", "derived")
+    """What the worker runs (`--projection`), each its own consumer group."""
     chdb_folder: Path | None = None
     """Another worker's chDB folder (to see it refused); default: this one's own."""
 
     @property
     def events_topic(self) -> str:
         return self.prefix + EVENTS_TOPIC
+
+    def groups(self) -> list[str]:
+        """The consumer group of each projection the worker runs."""
+        return [f"{self.group}-{name}" for name in self.projections]
+
+    def argv(self) -> list[str]:
+        projections = [arg for name in self.projections for arg in ("--projection", name)]
+        return [sys.executable, "-m", "turnlog.streams", "worker", *projections]
 
     def topic(self, base: str) -> str:
         return self.prefix + base
@@ -98,10 +108,10 @@ class StreamsEnv:
             "TURNLOG_STREAMS_DATA_DIR": str(self.root / "data"),
             "TURNLOG_STREAMS_METRICS_PORT": str(self.metrics_port),
             "TURNLOG_STREAMS_QUERY_PORT": "0",
-            "TURNLOG_STREAMS_SESSION_TIMEOUT": "6",
+            "TURNLOG_STREAMS_SESSION_TIMEOUT": os.environ.get(
+                "TURNLOG_STREAMS_SESSION_TIMEOUT", "3"),
             "TURNLOG_STREAMS_BATCH_SIZE": str(self.batch_size),
             "TURNLOG_STREAMS_BATCH_WITHIN": "0.2",
-            "TURNLOG_STREAMS_ENGINE": self.engine,
         }
 
     def pg(self) -> psycopg.Connection[tuple[Any, ...]]:
@@ -151,14 +161,14 @@ class WorkerProcess:
         self._offset = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "turnlog.streams", "worker", "--loglevel", "info"],
+                [*self.env.argv(), "--loglevel", "info"],
                 cwd=REPO_ROOT, env=self.env.environment(), stdout=log, stderr=log,
             )  # fmt: skip
         self.starts += 1
 
     def wait_ready(self, *, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
-        while "[^Worker]: Ready" not in self.log.read_text(errors="replace")[self._offset:]:
+        while READY not in self.log.read_text(errors="replace")[self._offset:]:
             if self.process is None or self.process.poll() is not None \
                     or time.monotonic() > deadline:
                 raise AssertionError(f"the worker did not start:\n{self.tail()}")
@@ -169,7 +179,7 @@ class WorkerProcess:
         self.env.root.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "turnlog.streams", "worker"],
+                self.env.argv(),
                 cwd=REPO_ROOT, env=self.env.environment(), stdout=log, stderr=log,
             )  # fmt: skip
         code = process.wait(timeout)
@@ -302,9 +312,11 @@ def committed_lag(bootstrap: str, group: str, topic: str) -> int:
 
 
 def wait_caught_up(env: StreamsEnv, worker: WorkerProcess, *, timeout: float = 120) -> float:
-    """Wait until the worker's group has committed the whole events topic; seconds."""
+    """Wait until every projection's group has committed the whole events topic (each
+    commits after its positions are stored with its results); seconds."""
     began = time.monotonic()
-    while (lag := committed_lag(env.bootstrap, env.group, env.events_topic)) > 0:
+    while (lag := sum(committed_lag(env.bootstrap, group, env.events_topic)
+                      for group in env.groups())) > 0:
         if not worker.alive():
             raise AssertionError(f"the worker died:\n{worker.tail()}")
         if time.monotonic() - began > timeout:

@@ -1,14 +1,15 @@
-"""The streams worker (`python -m turnlog.streams worker`) on the real broker, PostgreSQL and
-chDB, fed with the recorded sessions, on each engine: `batch` (the default) and `faust`.
+"""The streams worker (`python -m turnlog.streams worker`, every projection, each its own
+consumer group) on the real broker, PostgreSQL and chDB, fed with the recorded sessions.
 
-One worker per engine, with its own topics, schema and chDB folder; the tests run in
-order and each adds to what the worker and the reference (the projections applied in the
-test process) hold, then compares: PostgreSQL and ClickHouse checksums, and ClickHouse
-counts and rollup sums read without FINAL.
+One worker with its own topics, schema and chDB folder; the tests run in order and each
+adds to what the worker and the reference (the projections applied in the test process)
+hold, then compares: PostgreSQL and ClickHouse checksums, and ClickHouse counts and
+rollup sums read without FINAL.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import random
@@ -40,8 +41,10 @@ from tests.unit.test_streams_support import (
     bodies,
     renamed,
 )
+from turnlog.infra.stack.topics import ensure_topics
 from turnlog.projections.clickhouse.store import AnalyticsStore
-from turnlog.schemas import DLQ_TOPIC, SESSIONS_TOPIC, TURNS_TOPIC, CloudEvent, decode
+from turnlog.projections.postgres.migrate import migrate_postgres
+from turnlog.schemas import DLQ_TOPIC, SESSIONS_TOPIC, TURNS_TOPIC, CloudEvent, decode, topic_specs
 from turnlog.streams.dlq import decoded_headers
 from turnlog.streams.locks import exclusive_projection_lock
 
@@ -50,13 +53,11 @@ pytestmark = pytest.mark.integration
 EVENTS = all_events()
 
 
-@pytest.fixture(scope="module", params=["batch", "faust"])
+@pytest.fixture(scope="module")
 def env(
-    request: pytest.FixtureRequest, kafka_bootstrap: str, postgres_dsn: str,
-    tmp_path_factory: pytest.TempPathFactory,
+    kafka_bootstrap: str, postgres_dsn: str, tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[StreamsEnv]:  # fmt: skip
-    world = StreamsEnv(kafka_bootstrap, postgres_dsn, tmp_path_factory.mktemp("streams"),
-                       engine=request.param)  # fmt: skip
+    world = StreamsEnv(kafka_bootstrap, postgres_dsn, tmp_path_factory.mktemp("streams"))
     world.create()
     yield world
     world.drop()
@@ -75,7 +76,6 @@ def worker(env: StreamsEnv) -> Iterator[WorkerProcess]:
 def reference(
     env: StreamsEnv, postgres_dsn: str, analytics_store: AnalyticsStore
 ) -> Iterator[Reference]:
-    """One per engine (per `env`)."""
     made = Reference(postgres_dsn, analytics_store)
     yield made
     made.drop()
@@ -157,13 +157,17 @@ def test_the_derived_topics_carry_the_turns_and_the_closed_sessions(
 
 
 def latest_by_subject(records: list[Any]) -> dict[tuple[str, str], CloudEvent[Any]]:
-    """Derived events by (session, turn id or ""), the latest of each (offset order within
-    the session's partition); every record's key is its session id."""
+    """Derived events by (session, turn id or ""), the latest of each by revision; keys
+    are `<session id>/<turn id>` for turns, the session id for summaries."""
     latest: dict[tuple[str, str], CloudEvent[Any]] = {}
     for record in records:
         event = decode(record.value)
-        assert record.key == event.sessionid.encode()
-        latest[event.sessionid, getattr(event.data, "turn_id", "")] = event
+        turn_id = getattr(event.data, "turn_id", "")
+        key = f"{event.sessionid}/{turn_id}" if turn_id else event.sessionid
+        assert record.key == key.encode()
+        known = latest.get((event.sessionid, turn_id))
+        if known is None or known.data.revision <= event.data.revision:
+            latest[event.sessionid, turn_id] = event
     return latest
 
 
@@ -175,17 +179,19 @@ def test_the_same_events_produced_twice_change_nothing(
     wait_caught_up(env, worker)
     assert env.pg_checksum() == before
     assert_same_state(env, reference)
-    assert "turnlog_streams_duplicates_skipped_total 140.0" in worker.metrics()
+    metrics = worker.metrics()
+    assert 'turnlog_streams_duplicates_skipped_total{projection="postgres"} 140.0' in metrics
     assert_lag_gauge_reaches_zero(worker)
 
 
 def assert_lag_gauge_reaches_zero(worker: WorkerProcess, *, timeout: float = 20) -> None:
-    """The lag gauge (updated every few seconds) shows the 12 partitions, all done."""
+    """The lag gauge (updated every few seconds) shows the 12 partitions of each
+    projection, all done."""
     deadline = time.monotonic() + timeout
     while True:
         lag = [line for line in worker.metrics().splitlines()
                if line.startswith("turnlog_streams_consumer_lag{")]
-        if len(lag) == 12 and all(line.endswith(" 0.0") for line in lag):
+        if len(lag) == 12 * 3 and all(line.endswith(" 0.0") for line in lag):
             return
         assert time.monotonic() < deadline, lag
         time.sleep(0.5)
@@ -248,8 +254,12 @@ def test_one_bad_record_in_a_hundred_goes_to_the_dlq_and_the_rest_is_projected(
         assert letter.value == mixed[index][1]  # byte for byte
         assert letter.key == mixed[index][0].encode()
     metrics = worker.metrics()
-    assert 'turnlog_streams_dead_lettered_total{reason="malformed"} 2.0' in metrics
-    assert 'turnlog_streams_dead_lettered_total{reason="too_large"} 1.0' in metrics
+    # decode failures are dead-lettered once, by the PostgreSQL projection
+    assert ('turnlog_streams_dead_lettered_total{projection="postgres",reason="malformed"} 2.0'
+            in metrics)
+    assert ('turnlog_streams_dead_lettered_total{projection="postgres",reason="too_large"} 1.0'
+            in metrics)
+    assert 'turnlog_streams_dead_lettered_total{projection="clickhouse"' not in metrics
 
 
 def test_the_exclusive_projection_lock_holds_batches_back(
@@ -270,30 +280,51 @@ def test_the_exclusive_projection_lock_holds_batches_back(
     assert_same_state(env, reference)
 
 
-def test_a_missing_topic_refuses_the_start_and_names_the_fix(
+def test_a_worker_started_before_its_topics_waits_for_them(
     kafka_bootstrap: str, postgres_dsn: str, tmp_path: Path
 ) -> None:
-    nowhere = StreamsEnv(kafka_bootstrap, postgres_dsn, tmp_path)  # topics never created
-    code, log = WorkerProcess(nowhere).run_until_exit()
-    assert code == 1
-    assert f"missing Kafka topics {nowhere.events_topic}" in log
-    assert "turnlog stack up" in log
+    """`turnlog stack up` may still be creating the topics: the worker waits, says why."""
+    early = StreamsEnv(kafka_bootstrap, postgres_dsn, tmp_path, projections=("postgres",))
+    migrate_postgres(postgres_dsn, schema=early.schema)
+    process = WorkerProcess(early)
+    process.launch()
+    try:
+        deadline = time.monotonic() + 60
+        while f"missing Kafka topics {early.events_topic}" not in process.tail(200):
+            assert process.alive(), process.tail()
+            assert time.monotonic() < deadline, process.tail()
+            time.sleep(0.2)
+        assert "turnlog stack up" in process.tail(200)
+        asyncio.run(ensure_topics(kafka_bootstrap, topic_specs(early.prefix)))
+        process.wait_ready(timeout=90)
+    finally:
+        assert process.stop() == 0, process.tail()
+        early.drop()
 
 
-def test_a_chdb_folder_owned_by_another_worker_refuses_the_start(
+def test_a_chdb_folder_owned_by_another_worker_is_waited_for(
     env: StreamsEnv, worker: WorkerProcess, tmp_path: Path
 ) -> None:
     second = dataclasses.replace(env, root=tmp_path, group=env.group + "-second",
-                                 chdb_folder=env.chdb_dir, metrics_port=0)
-    code, log = WorkerProcess(second).run_until_exit()
-    assert code == 1
-    assert f"the chDB folder {env.chdb_dir} is open in another process" in log
-    assert f"pid {worker.process.pid if worker.process else '?'}" in log
+                                 chdb_folder=env.chdb_dir, metrics_port=0,
+                                 projections=("clickhouse",))  # fmt: skip
+    waiting = WorkerProcess(second)
+    waiting.launch()
+    try:
+        deadline = time.monotonic() + 60
+        while str(env.chdb_dir) not in waiting.tail(200):
+            assert waiting.alive(), waiting.tail()
+            assert time.monotonic() < deadline, waiting.tail()
+            time.sleep(0.2)
+        assert "waiting for" in waiting.tail(200)
+        assert waiting.alive()
+    finally:
+        assert waiting.stop(timeout=30) == 0, waiting.tail()
 
 
 def test_throughput_of_the_fixture_mix(env: StreamsEnv, worker: WorkerProcess) -> None:
-    """Not a timed assertion: prints events/s into both sinks, end to end (a batch is
-    counted once both sinks hold it and its outputs are delivered)."""
+    """Not a timed assertion: prints events/s into every projection, end to end (a batch
+    is counted once the slowest projection has applied it)."""
     copies = 150
     load = [e for copy in range(copies) for e in renamed(EVENTS, f"~load{copy}")]
     before = consumed(worker)
@@ -313,7 +344,7 @@ def test_throughput_of_the_fixture_mix(env: StreamsEnv, worker: WorkerProcess) -
 
 
 def consumed(worker: WorkerProcess) -> float:
-    for line in worker.metrics().splitlines():
-        if line.startswith("turnlog_streams_records_consumed_total "):
-            return float(line.split()[1])
-    return 0.0
+    """Records every projection has consumed (the slowest one's count)."""
+    counts = [float(line.split()[1]) for line in worker.metrics().splitlines()
+              if line.startswith("turnlog_streams_records_consumed_total{")]
+    return min(counts) if len(counts) == 3 else 0.0
