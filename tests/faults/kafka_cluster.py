@@ -21,7 +21,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
@@ -142,9 +142,10 @@ class KafkaCluster:
                 log_path=node.logs_dir / "server.log", alive=node.running,
             )
         asyncio.run(self._until_registered(self.size))
-        # Created now, with every node up: the offsets topic needs three live brokers to
-        # be created with replication 3, which a test with a node down would not have.
-        asyncio.run(self._create_offsets_topic())
+        # Created now, with every node up: the group offsets and transaction state topics
+        # need three live brokers to be created with replication 3, and a consumer group or
+        # a transactional producer started with a node down would wait for them forever.
+        asyncio.run(self._create_internal_topics())
         return time.monotonic() - began
 
     def kill(self, node_id: int) -> None:
@@ -228,27 +229,47 @@ class KafkaCluster:
         raise RuntimeError(f"only brokers {seen} of {self.node_ids()} registered within "
                            f"{self.start_timeout:.0f} s; logs under {self.root}")
 
-    async def _create_offsets_topic(self) -> None:
-        """Commit one offset for a throwaway group, which creates `__consumer_offsets`."""
+    async def _create_internal_topics(self) -> None:
+        """Commit one offset for a throwaway group and one transaction, which create
+        `__consumer_offsets` and `__transaction_state`."""
         [spec] = [s for s in replicated_specs("warm-up.") if s.partitions == 3]
         await ensure_topics(self.bootstrap, [spec])
+        partition = TopicPartition(spec.name, 0)
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id="warm-up",
                                     enable_auto_commit=False)
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap,
+                                    transactional_id="warm-up", enable_idempotence=True)
+
+        async def commit_offset() -> None:
+            await consumer.commit({partition: 0})
+
+        async def commit_transaction() -> None:
+            async with producer.transaction():
+                await producer.send_and_wait(spec.name, b"warm-up", partition=0)
+
         await consumer.start()
         try:
-            partition = TopicPartition(spec.name, 0)
             consumer.assign([partition])
-            deadline = time.monotonic() + self.start_timeout
-            while True:
-                try:
-                    await consumer.commit({partition: 0})
-                    return
-                except Exception:  # the coordinator is being created
-                    if time.monotonic() > deadline:
-                        raise
-                    await asyncio.sleep(0.5)
+            await self._until_done(commit_offset)
         finally:
             await consumer.stop()
+        await self._until_done(producer.start)
+        try:
+            await self._until_done(commit_transaction)
+        finally:
+            await producer.stop()
+
+    async def _until_done(self, action: Callable[[], Awaitable[None]]) -> None:
+        """`action` again until it succeeds (a coordinator's topic is being created)."""
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            try:
+                await action()
+                return
+            except KafkaError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
 
     async def _describe(self, topic: str) -> list[dict[str, Any]]:
         async def describe(admin: AIOKafkaAdminClient) -> list[dict[str, Any]]:

@@ -326,9 +326,11 @@ def clickhouse_query(chdb: Path, statement: str) -> list[list[Any]] | None:
     if result.returncode == 3:
         return None
     try:
-        return list(json.loads(result.stdout)["rows"])
+        payload = json.loads(result.stdout)
     except ValueError:
         raise AssertionError(f"the query failed ({result.returncode}): {result.stderr}") from None
+    assert not payload["truncated"], f"more rows than asked for: {statement}"
+    return list(payload["rows"])
 
 
 def clickhouse_final_count(chdb: Path) -> int | None:
@@ -338,8 +340,8 @@ def clickhouse_final_count(chdb: Path) -> int | None:
 
 def clickhouse_counts(chdb: Path) -> dict[str, Any]:
     [[rows, pairs]] = clickhouse_query(
-        chdb, "SELECT count(), uniqExact(session_id, sequence) FROM events") or [[None, None]]
-    [[final_rows]] = clickhouse_query(chdb, "SELECT count() FROM events FINAL") or [[None]]
+        chdb, "SELECT count(), uniqExact(session_id, sequence) FROM events") or [[-1, -1]]
+    [[final_rows]] = clickhouse_query(chdb, "SELECT count() FROM events FINAL") or [[-1]]
     listed = clickhouse_query(chdb, "SELECT session_id, sequence FROM events") or []
-    return {"rows": rows, "final_rows": final_rows, "pairs": pairs,
+    return {"rows": int(rows), "final_rows": int(final_rows), "pairs": int(pairs),
             "pair_set": {(str(s), int(q)) for s, q in listed}}
