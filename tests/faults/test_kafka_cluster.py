@@ -110,11 +110,14 @@ def test_a_broker_killed_while_recording_loses_and_doubles_nothing(
     led_before = kafka_cluster.leaders(topic)
     victim = most_led(led_before, kafka_cluster.node_ids())
     orphaned = sorted(p for p, leader in led_before.items() if leader == victim)
+    assert orphaned
 
     stats = asyncio.run(publish_killing(kafka_cluster, topic, events, victim, tmp_path))
     print(f"published {len(events)} events of {SESSION_COUNT} sessions; killed node "
-          f"{victim}, leader of partitions {orphaned}; publisher {stats}")
+          f"{victim}, leader of partitions {orphaned}, with {stats['published_at_kill']} "
+          f"published and {stats['sent_at_kill']} acknowledged; publisher {stats}")
     assert (stats["sent"], stats["failed"], stats["dropped"]) == (len(events), 0, 0)
+    assert 0 < stats["sent_at_kill"] <= stats["published_at_kill"] < len(events)
 
     after = wait_fenced(kafka_cluster, topic, victim)
     assert all(p["leader"] != victim and victim not in p["isr"] for p in after)
@@ -144,7 +147,8 @@ def test_a_broker_killed_while_recording_loses_and_doubles_nothing(
 
     assert_postgres_exact(pg_schema, events, expected)
     clickhouse = clickhouse_counts(chdb)
-    print(f"ClickHouse events: {clickhouse}")
+    print("ClickHouse events: " + ", ".join(
+        f"{name} {value}" for name, value in clickhouse.items() if name != "pair_set"))
     assert clickhouse["rows"] == clickhouse["final_rows"] == clickhouse["pairs"] == len(events)
     assert clickhouse["pair_set"] == expected
     print(f"0 lost, 0 duplicated of {len(events)} events; took {time.monotonic() - began:.1f} s")
@@ -172,6 +176,7 @@ async def publish_killing(
     settings = PublisherSettings(bootstrap_servers=cluster.bootstrap, topic=topic,
                                  spool_dir=tmp_path / "spool")
     publisher = Publisher(settings, registry=CollectorRegistry())
+    at_kill: dict[str, int] = {}
     await publisher.start()
     try:
         size = -(-len(events) // STEPS)
@@ -179,6 +184,8 @@ async def publish_killing(
             for event in events[step * size:(step + 1) * size]:
                 publisher.publish(event)
             if step == KILL_AT:
+                at_kill = {"published_at_kill": (step + 1) * size,
+                           "sent_at_kill": publisher.stats().sent}
                 await asyncio.to_thread(cluster.kill, victim)
             await asyncio.sleep(0.1)
         deadline = time.monotonic() + 90
@@ -189,7 +196,7 @@ async def publish_killing(
         await publisher.aclose()
     stats = publisher.stats()
     return {"sent": stats.sent, "failed": stats.failed, "dropped": stats.dropped,
-            "spooled": stats.spooled}
+            "spooled": stats.spooled, **at_kill}
 
 
 def wait_fenced(cluster: KafkaCluster, topic: str, victim: int) -> list[dict[str, Any]]:
