@@ -1,5 +1,5 @@
-"""The batch engine's guard against skipping records: a batch must start, in each
-partition, at the next offset to process (no services)."""
+"""The projection engine's guard against skipping records: a batch must start, in each
+partition, at the next offset to hand to the projector (no services)."""
 
 from __future__ import annotations
 
@@ -44,3 +44,12 @@ def test_the_same_gap_after_fetching_again_is_the_logs_own_and_passes() -> None:
 def test_records_processed_already_and_partitions_not_known_yet_pass() -> None:
     first, _ = offset_bounds(records((0, 2), (1, 40)))
     assert skipped_ahead(first, {P0: 5}, {}) == {}
+
+
+def test_partitions_of_two_topics_are_kept_apart() -> None:
+    other = TopicPartition("other", 0)
+    batch = [*records((0, 5)), RawRecord("other", 0, 50, b"k", b"{}")]
+    first, last = offset_bounds(batch)
+    assert first == {P0: 5, other: 50}
+    assert last == {P0: 5, other: 50}
+    assert skipped_ahead(first, {P0: 5, other: 40}, {P0: 40}) == {other: 40}
