@@ -73,7 +73,7 @@ def processor_for(
 
 
 def run(processor: ReplayProcessor, records: Sequence[RawRecord], size: int) -> list[Replayed]:
-    return [processor.process(records[i:i + size]) for i in range(0, len(records), size)]
+    return [processor.process(records[i : i + size]) for i in range(0, len(records), size)]
 
 
 def reference() -> dict[str, list[dict[str, Any]]]:
@@ -156,8 +156,9 @@ def test_bisection_isolates_the_bad_events_and_projects_the_rest() -> None:
     poisoned = {EVENTS[10].id, EVENTS[97].id}
     projection = PoisonedProjection(poisoned)
     outcome = processor_for(projection).process(RECORDS)
-    assert {json.loads(letter.record.value or b"")["id"] for letter in outcome.dead_letters} \
-        == poisoned
+    assert {
+        json.loads(letter.record.value or b"")["id"] for letter in outcome.dead_letters
+    } == poisoned
     assert {letter.reason for letter in outcome.dead_letters} == {"projection_failed"}
     assert {letter.stage for letter in outcome.dead_letters} == {"postgres"}
     assert {letter.exception for letter in outcome.dead_letters} == {"ProjectionWriteError"}
@@ -186,8 +187,9 @@ def test_an_unhandled_type_is_pinpointed_by_its_event_id() -> None:
     outcome = processor_for(projection).process(RECORDS)
     tools = [e for e in EVENTS if e.type == "turnlog.tools.executed.v1"]
     assert tools
-    assert sorted(json.loads(d.record.value or b"")["id"] for d in outcome.dead_letters) \
-        == sorted(e.id for e in tools)
+    assert sorted(json.loads(d.record.value or b"")["id"] for d in outcome.dead_letters) == sorted(
+        e.id for e in tools
+    )
     assert {letter.reason for letter in outcome.dead_letters} == {"unhandled_type"}
     assert outcome.applied == len(EVENTS) - len(tools)
     # each failure names its event: one call per tools event, then the rest, no bisection

@@ -26,9 +26,7 @@ def test_the_defaults_work_for_the_local_stack(monkeypatch: pytest.MonkeyPatch) 
     assert settings.kafka_bootstrap == "127.0.0.1:19092"
     assert settings.events_topic == "turnlog.events"
     assert settings.analytics_url.startswith("chdb:///")
-    assert settings.analytics_url.endswith(
-        "/.turnlog/clickhouse"
-    )
+    assert settings.analytics_url.endswith("/.turnlog/clickhouse")
     assert (settings.metrics_host, settings.metrics_port) == ("127.0.0.1", 9465)
     assert (settings.query_host, settings.query_port) == ("127.0.0.1", 9466)
     assert (settings.batch_size, settings.batch_within) == (10_000, 0.2)
@@ -69,7 +67,9 @@ def test_the_dsn_is_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
     # the ClickHouse URL is a plain string: only `describe()` (what logs show) redacts it
     assert "ch-secret" not in str(settings.describe())
     assert settings.describe()["clickhouse"] == "https://analyst:***@ch.internal:8443"
-    assert settings.describe()["postgres"] == "postgresql://turnlog:***@db.internal:5432/turnlog?***"
+    assert (
+        settings.describe()["postgres"] == "postgresql://turnlog:***@db.internal:5432/turnlog?***"
+    )
     assert settings.dlq_topic == "t1.turnlog.events.dlq"
     assert redact_url("chdb:///tmp/x") == "chdb:///tmp/x"
 
@@ -96,9 +96,7 @@ def test_an_invalid_setting_names_its_variable_not_its_value(
     assert value not in str(failure.value)
 
 
-@pytest.mark.parametrize(
-    "variable", ["TURNLOG_STREAMS_INSTANCE", "TURNLOG_STREAMS_CONSUMER_GROUP"]
-)
+@pytest.mark.parametrize("variable", ["TURNLOG_STREAMS_INSTANCE", "TURNLOG_STREAMS_CONSUMER_GROUP"])
 def test_an_empty_name_is_refused(monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
     monkeypatch.setenv(variable, "")
     with pytest.raises(ConfigurationError) as failure:
