@@ -20,6 +20,7 @@ from turnlog.projections.postgres.tables import (
     TABLES,
     TOOL_CALLS,
     TRANSCRIPTIONS,
+    Table,
 )
 from turnlog.schemas import (
     AgentFalseInterruptionDetected,
@@ -30,7 +31,6 @@ from turnlog.schemas import (
     ErrorOccurred,
     EventPayload,
     LlmUsage,
-    MessageMetrics,
     MetricsCollected,
     ModelInfo,
     OverlappingSpeechDetected,
@@ -98,13 +98,18 @@ def _clean(text: str) -> str:
     return text.replace("\x00", "\ufffd") if "\x00" in text else text
 
 
+def room_of(event: CloudEvent[Any]) -> str:
+    """The session row's `room` as `event` writes it."""
+    return _clean(event.subject)
+
+
 def _clean_opt(text: str | None) -> str | None:
     return None if text is None else _clean(text)
 
 
 def _session(event: CloudEvent[Any], **values: Any) -> Upsert:
     values.update(
-        room=_clean(event.subject),
+        room=room_of(event),
         started_at=event.time,
         last_event_at=event.time,
         last_sequence=event.sequence,
@@ -188,62 +193,78 @@ def _participant_left(event: CloudEvent[ParticipantLeft]) -> list[RowOp]:
     ]
 
 
-def _user_transcribed(event: CloudEvent[UserTranscribed]) -> list[RowOp]:
+def transcription_row(event: CloudEvent[UserTranscribed]) -> tuple[Any, ...]:
+    """The transcriptions row of `event`, key included, in `TRANSCRIPTIONS` column order."""
     data = event.data
-    return [
-        _session(event),
-        Insert(TRANSCRIPTIONS.name, (event.sessionid, event.sequence), {
-            "turn_id": _clean_opt(data.turn_id),
-            "is_final": data.is_final,
-            "text": _clean(data.transcript),
-            "language": _clean_opt(data.language),
-            "confidence": data.confidence,
-            "speaker_id": _clean_opt(data.speaker_id),
-            "created_at": event.time,
-        }),
-    ]
+    return (
+        event.sessionid,
+        event.sequence,
+        _clean_opt(data.turn_id),
+        data.is_final,
+        _clean(data.transcript),
+        _clean_opt(data.language),
+        data.confidence,
+        _clean_opt(data.speaker_id),
+        event.time,
+    )
 
 
-def _message_metrics(metrics: MessageMetrics) -> dict[str, Any]:
-    return {
-        "started_speaking_at": metrics.started_speaking_at,
-        "stopped_speaking_at": metrics.stopped_speaking_at,
-        "transcription_delay_s": metrics.transcription_delay,
-        "end_of_utterance_delay_s": metrics.end_of_turn_delay,
-        "on_user_turn_completed_delay_s": metrics.on_user_turn_completed_delay,
-        "llm_ttft_s": metrics.llm_node_ttft,
-        "llm_tps": metrics.llm_node_tps,
-        "llm_ttfs_s": metrics.llm_node_ttfs,
-        "tts_ttfb_s": metrics.tts_node_ttfb,
-        "playback_latency_s": metrics.playback_latency,
-        "e2e_latency_s": metrics.e2e_latency,
-        "provider_request_ids": tuple(_clean(r) for r in metrics.provider_request_ids),
-    }
+def _user_transcribed(event: CloudEvent[UserTranscribed]) -> list[RowOp]:
+    return [_session(event), _fact(TRANSCRIPTIONS, transcription_row(event))]
+
+
+def _fact(table: Table, row: tuple[Any, ...]) -> Insert:
+    width = len(table.key)
+    return Insert(table.name, row[:width], dict(zip(_VALUE_NAMES[table.name], row[width:],
+                                                    strict=True)))
+
+
+_VALUE_NAMES: Final = {t.name: tuple(c.name for c in t.columns) for t in (MESSAGES, TRANSCRIPTIONS)}
+
+
+def message_row(event: CloudEvent[ConversationItemAdded]) -> tuple[Any, ...]:
+    """The messages row of `event`, key included, in `MESSAGES` column order."""
+    data = event.data
+    metrics = data.metrics
+    return (
+        event.sessionid,
+        event.sequence,
+        _clean(data.item_id),
+        _clean_opt(data.turn_id),
+        data.role,
+        _clean(data.text),
+        data.interrupted,
+        data.transcript_confidence,
+        event.time,
+        _clean_opt(data.agent_id),
+        metrics.started_speaking_at,
+        metrics.stopped_speaking_at,
+        metrics.transcription_delay,
+        metrics.end_of_turn_delay,
+        metrics.on_user_turn_completed_delay,
+        metrics.llm_node_ttft,
+        metrics.llm_node_tps,
+        metrics.llm_node_ttfs,
+        metrics.tts_node_ttfb,
+        metrics.playback_latency,
+        metrics.e2e_latency,
+        tuple(_clean(r) for r in metrics.provider_request_ids),
+    )
+
+
+def message_counters(data: ConversationItemAdded) -> dict[str, int]:
+    """What a message adds to its session's turn counters."""
+    if data.role == "user":
+        return {"user_turns": 1}
+    if data.role != "assistant":
+        return {}
+    if data.interrupted:
+        return {"assistant_turns": 1, "interruptions": 1}
+    return {"assistant_turns": 1}
 
 
 def _item_added(event: CloudEvent[ConversationItemAdded]) -> list[RowOp]:
-    data = event.data
-    counters: dict[str, int] = {}
-    if data.role == "user":
-        counters["user_turns"] = 1
-    elif data.role == "assistant":
-        counters["assistant_turns"] = 1
-        if data.interrupted:
-            counters["interruptions"] = 1
-    return [
-        _session(event, **counters),
-        Insert(MESSAGES.name, (event.sessionid, event.sequence), {
-            "item_id": _clean(data.item_id),
-            "turn_id": _clean_opt(data.turn_id),
-            "role": data.role,
-            "text": _clean(data.text),
-            "interrupted": data.interrupted,
-            "confidence": data.transcript_confidence,
-            "created_at": event.time,
-            "agent_id": _clean_opt(data.agent_id),
-            **_message_metrics(data.metrics),
-        }),
-    ]
+    return [_session(event, **message_counters(event.data)), _fact(MESSAGES, message_row(event))]
 
 
 def _tools_executed(event: CloudEvent[ToolsExecuted]) -> list[RowOp]:

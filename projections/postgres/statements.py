@@ -92,18 +92,26 @@ def upsert(table: Table, schema: str) -> sql.Composed:
 
 def upsert_params(table: Table, rows: Sequence[dict[str, Any]]) -> list[list[Any]]:
     """The column arrays of `rows` for `upsert`, in the same column order."""
+    return column_params(table, [[row[c.name] for row in rows] for c in table.all_columns])
+
+
+def column_params(table: Table, columns: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    """`upsert`'s parameters from the table's columns of values, in `all_columns` order:
+    `text[]` and `jsonb` values as JSON text, `double precision` ones as floats."""
     params: list[list[Any]] = []
-    for column in table.all_columns:
-        values = [row[column.name] for row in rows]
+    for column, values in zip(table.all_columns, columns, strict=True):
         if column.type in _JSON_TYPES:
-            values = [None if v is None else _json(v) for v in values]
+            params.append([None if v is None else _json(v) for v in values])
         elif column.type == "double precision":  # binary arrays refuse int and float mixed
-            values = [None if v is None else float(v) for v in values]
-        params.append(values)
+            params.append([None if v is None else float(v) for v in values])
+        else:
+            params.append(list(values))
     return params
 
 
 def _json(value: Any) -> str:
+    if not value and isinstance(value, tuple | list):
+        return "[]"  # most text arrays are empty: skip the encoder
     return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
 
 

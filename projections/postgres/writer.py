@@ -4,7 +4,9 @@ One batch is one transaction: claim the batch's (session_id, sequence) pairs in 
 ledger (one statement, which also says which pairs were new), upsert the folded rows of
 the new events (one statement per table), save the next offset of every (topic,
 partition) the batch came from, commit. A crash anywhere before the commit leaves
-nothing; a redelivered event finds its pair in the ledger and is skipped.
+nothing; a redelivered event finds its pair in the ledger and is skipped. The statements
+go in pipeline mode: two round trips per batch (begin and claim; upserts, offsets and
+commit), whatever the number of tables.
 
 Synchronous psycopg: the work per batch is one short transaction of a few statements
 plus CPU-bound folding in Python, so an event loop gains nothing; a Faust agent calls
@@ -27,10 +29,11 @@ from psycopg_pool import ConnectionPool
 
 from turnlog.projections.postgres import statements
 from turnlog.projections.postgres.errors import ProjectionWriteError
-from turnlog.projections.postgres.fold import Fold
-from turnlog.projections.postgres.rows import RowOp, reads, row_ops
+from turnlog.projections.postgres.fold import BatchRows
+from turnlog.projections.postgres.rows import reads
 from turnlog.projections.postgres.tables import TABLES
 from turnlog.projections.records import SourceRecord
+from turnlog.schemas import CloudEvent
 
 logger = logging.getLogger("turnlog.projections.postgres")
 
@@ -58,7 +61,7 @@ class BatchResult:
 class _Plan:
     """A batch prepared outside the transaction: pure work, no I/O."""
 
-    ops: dict[EventKey, list[RowOp]] = field(default_factory=dict)
+    events: dict[EventKey, CloudEvent[Any]] = field(default_factory=dict)
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     ignored: int = 0
     repeated: int = 0
@@ -66,23 +69,27 @@ class _Plan:
     @classmethod
     def of(cls, records: Sequence[SourceRecord]) -> _Plan:
         plan = cls()
+        events, offsets = plan.events, plan.offsets
         for record in records:
             position = (record.topic, record.partition)
-            plan.offsets[position] = max(plan.offsets.get(position, 0), record.offset + 1)
-            if not reads(record.event):
+            next_offset = record.offset + 1
+            if offsets.get(position, 0) < next_offset:
+                offsets[position] = next_offset
+            event = record.event
+            key = (event.sessionid, event.sequence)
+            if not reads(event):
                 plan.ignored += 1
-            elif record.key in plan.ops:
+            elif key in events:
                 plan.repeated += 1
             else:
-                plan.ops[record.key] = row_ops(record.event)
+                events[key] = event
         return plan
 
 
-def _fold(ops: Mapping[EventKey, list[RowOp]], keys: Iterable[EventKey]) -> Fold:
-    fold = Fold()
-    for key in keys:
-        fold.add_all(ops[key])
-    return fold
+def _params(events: Iterable[CloudEvent[Any]]) -> dict[str, list[list[Any]]]:
+    rows = BatchRows()
+    rows.add_all(events)
+    return rows.params()
 
 
 class PostgresProjection:
@@ -118,23 +125,24 @@ class PostgresProjection:
         if not records:
             return BatchResult(applied=0, skipped_duplicates=0)
         plan = _Plan.of(records)
-        # Fold before the transaction, as if every event were new (the usual case): the
+        # Rows before the transaction, as if every event were new (the usual case): the
         # transaction then holds its locks for the statements only.
-        folded = _fold(plan.ops, plan.ops)
+        params = _params(plan.events.values())
         with (
             self._translated(f"applying a batch of {len(records)} events"),
             self._connection() as conn,
+            conn.pipeline(),
             conn.transaction(),
             conn.cursor() as cur,
         ):
-            new_keys = self._claim_events(cur, plan.ops)
-            if len(new_keys) < len(plan.ops):
-                folded = _fold(plan.ops, new_keys)
-            rows = self._write_rows(cur, folded)
+            new_keys = self._claim_events(cur, plan.events)
+            if len(new_keys) < len(plan.events):
+                params = _params(plan.events[key] for key in new_keys)
+            rows = self._write_rows(cur, params)
             self._write_offsets(cur, plan.offsets)
         result = BatchResult(
             applied=len(new_keys),
-            skipped_duplicates=plan.repeated + len(plan.ops) - len(new_keys),
+            skipped_duplicates=plan.repeated + len(plan.events) - len(new_keys),
             ignored=plan.ignored,
             rows=rows,
             offsets=dict(plan.offsets),
@@ -171,13 +179,13 @@ class PostgresProjection:
         claimed = {(str(s), int(q)) for s, q in cur.fetchall()}
         return [k for k in ops if k in claimed]
 
-    def _write_rows(self, cur: psycopg.Cursor[Any], fold: Fold) -> dict[str, int]:
+    def _write_rows(
+        self, cur: psycopg.Cursor[Any], params: Mapping[str, list[list[Any]]]
+    ) -> dict[str, int]:
         written: dict[str, int] = {}
-        for name, table in TABLES.items():
-            rows = fold.rows(name)
-            if rows:
-                cur.execute(self._upserts[name], statements.upsert_params(table, rows))
-                written[name] = len(rows)
+        for name, arrays in params.items():
+            cur.execute(self._upserts[name], arrays)
+            written[name] = len(arrays[0])
         return written
 
     def _write_offsets(
