@@ -1,18 +1,30 @@
 """Service supervision: a detached process with its own log, healthy before it counts as
-started, found again by its pid file, stopped; one that dies at start is named with its log."""
+started, found again by its pid file, stopped; one that dies at start is named with its log;
+the streams worker as three supervised services, one per projection."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from tests.integration.test_streams_support import StreamsEnv
 from turnlog.infra.stack.config import StackSettings
 from turnlog.infra.stack.errors import ComponentFailedError
 from turnlog.infra.stack.process import pid_alive
-from turnlog.infra.stack.services import Service, ServiceSpec
+from turnlog.infra.stack.services import (
+    PROJECTIONS,
+    Service,
+    ServiceSpec,
+    Supervision,
+    service_environment,
+    streams_spec,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -77,3 +89,49 @@ def test_a_ready_line_is_awaited_after_the_health_url(tmp_path: Path) -> None:
         assert "registered" in probe.log_path.read_text()
     finally:
         probe.stop()
+
+
+def test_each_projection_runs_as_its_own_supervised_service(
+    tmp_path: Path, kafka_bootstrap: str, postgres_dsn: str
+) -> None:
+    """The three streams services on the real stack (their own topics, schema, groups and
+    chDB folder): each healthy on its own metrics port in its own process; kill -9 of one
+    is restarted by its supervisor and gets healthy again; all stop cleanly."""
+    env = StreamsEnv(root=tmp_path / "streams", bootstrap=kafka_bootstrap, dsn=postgres_dsn)
+    env.create()
+    settings = StackSettings(
+        state_dir=tmp_path / "state", cache_dir=tmp_path / "cache", topic_prefix=env.prefix,
+        streams_metrics_port=free_port(), streams_clickhouse_metrics_port=free_port(),
+        streams_derived_metrics_port=free_port(), streams_query_port=free_port(),
+    )  # fmt: skip
+    extra = {"TURNLOG_POSTGRES_SCHEMA": env.schema, "TURNLOG_STREAMS_CONSUMER_GROUP": env.group}
+    shared = service_environment(settings, extra)
+    services = [Service(streams_spec(settings, p), settings, shared, start_timeout=90,
+                        supervision=Supervision(first_pause=0.5, stop_timeout=20))
+                for p in PROJECTIONS]  # fmt: skip
+    try:
+        for service in services:
+            service.start()
+        children = {s.name: s.supervisor_state() for s in services}
+        pids = {name: state.child_pid for name, state in children.items() if state}
+        assert len(set(pids.values())) == 3, pids
+        assert all(s.status().running for s in services)
+
+        postgres = services[0]
+        first = pids["streams-postgres"]
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 90
+        while not (postgres.status().running and _child(postgres) not in (None, first)):
+            assert time.monotonic() < deadline, postgres.log_path.read_text()[-3000:]
+            time.sleep(0.2)
+        assert "restarts 1, last exit SIGKILL" in postgres.status().detail
+    finally:
+        stops = [s.stop() for s in services]
+        env.drop()
+    assert stops == ["stopped"] * 3, stops
+
+
+def _child(service: Service) -> int | None:
+    state = service.supervisor_state()
+    return state.child_pid if state is not None else None
