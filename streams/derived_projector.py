@@ -30,12 +30,13 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from typing import Final
+from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from turnlog.schemas import CloudEvent
 from turnlog.streams import derived_changelog
 from turnlog.streams.derived import derived_records
 from turnlog.streams.derived_state import DerivedState
@@ -48,6 +49,8 @@ logger = logging.getLogger("turnlog.streams.derived")
 KAFKA_TIMEOUT: Final = 30.0
 """Seconds a transaction or a changelog read may take before Kafka counts as down."""
 RESTORE_POLL_MS: Final = 500
+EXPIRE_EVERY: Final = 1.0
+"""Seconds between two sweeps of every owned partition for sessions done lingering."""
 
 _Record = tuple[str, int | None, bytes | None, bytes | None, list[tuple[str, bytes]]]
 """(topic, partition or None for the key's, key, value or None to delete, headers)."""
@@ -80,6 +83,7 @@ class DerivedProjector:
         self._where = f"Kafka at {bootstrap}"
         self._producer: AIOKafkaProducer | None = None
         self._states: dict[int, DerivedState] = {}
+        self._expired_at = 0.0
         self._stale: set[int] = set()
         """Partitions whose memory may be ahead of the changelog (a failed batch)."""
 
@@ -216,33 +220,50 @@ class DerivedProjector:
         await self._refresh(sorted(self._stale | (offsets.keys() - self._states.keys())))
         applied = Applied()
         now = self._clock()
-        by_partition: dict[int, list[int]] = defaultdict(list)
-        for index, decoded in enumerate(batch.events):
+        by_partition: dict[int, list[CloudEvent[Any]]] = defaultdict(list)
+        for decoded in batch.events:
             if decoded.raw.topic == self.events_topic:
-                by_partition[decoded.raw.partition].append(index)
+                by_partition[decoded.raw.partition].append(decoded.source.event)
+        expiring: set[int] = set()
+        if now - self._expired_at >= EXPIRE_EVERY:  # drop done sessions now and then
+            expiring, self._expired_at = set(self._states), now
         records: list[_Record] = []
-        for partition in sorted(offsets):
-            state = self._states[partition]
-            state.counts.new = state.counts.duplicates = 0
-            for index in by_partition.get(partition, ()):
-                state.add(batch.events[index].source.event, now=now)
-            outputs = state.flush(now=now)
+        for partition in sorted(offsets.keys() | expiring):
+            records += self._fold(partition, by_partition.get(partition, []),
+                                  offsets.get(partition), applied, now=now,
+                                  expire=partition in expiring)  # fmt: skip
+        await self._commit(producer, records, offsets, touched=sorted(offsets.keys() | expiring))
+        return applied
+
+    def _fold(
+        self, partition: int, events: Sequence[CloudEvent[Any]], offset: int | None,
+        applied: Applied, *, now: float, expire: bool,
+    ) -> list[_Record]:  # fmt: skip
+        """Fold one partition's events; its outputs, changelog records and position."""
+        state = self._states[partition]
+        state.counts.new = state.counts.duplicates = 0
+        for event in events:
+            state.add(event, now=now)
+        outputs = state.flush(now=now)
+        if expire:
             state.expire(now)
-            applied.events += state.counts.new
-            applied.duplicates += state.counts.duplicates
-            applied.outputs += len(outputs)
+        applied.events += state.counts.new
+        applied.duplicates += state.counts.duplicates
+        applied.outputs += len(outputs)
+        records: list[_Record] = [
+            (out.topic, None, out.key, out.value, list(out.headers))
             for out in derived_records(
                 outputs, turns_topic=self.turns_topic, sessions_topic=self.sessions_topic
-            ):
-                records.append((out.topic, None, out.key, out.value, list(out.headers)))
-            for key, value in derived_changelog.changes(state):
-                records.append((self.state_topic, partition, key, value, []))
-            position = derived_changelog.position_value(offsets[partition])
+            )
+        ]
+        for key, value in derived_changelog.changes(state):
+            records.append((self.state_topic, partition, key, value, []))
+        if offset is not None:
+            position = derived_changelog.position_value(offset)
             records.append(
                 (self.state_topic, partition, derived_changelog.POSITION_KEY, position, [])
             )
-        await self._commit(producer, records, offsets, touched=sorted(offsets))
-        return applied
+        return records
 
     async def _refresh(self, partitions: Sequence[int]) -> None:
         """Reload partitions whose memory is unknown or ahead of the changelog."""

@@ -15,6 +15,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from tests.conftest import Topics
+from tests.fixtures.make_sessions import load
 from tests.unit.test_derived_state import all_sessions, latest, run
 from turnlog.projections.records import SourceRecord
 from turnlog.schemas import (
@@ -41,14 +42,14 @@ PARTITIONS = 12
 
 
 def projector(
-    bootstrap: str, topics: Topics, *, state_topic: str | None = None
+    bootstrap: str, topics: Topics, *, state_topic: str | None = None, **options: Any
 ) -> DerivedProjector:
     return DerivedProjector(
         bootstrap=bootstrap, group=topics.name("derived"),
         events_topic=topics.name(EVENTS_TOPIC), turns_topic=topics.name(TURNS_TOPIC),
         sessions_topic=topics.name(SESSIONS_TOPIC),
         state_topic=state_topic or topics.name(DERIVED_STATE_TOPIC),
-        transactional_id=topics.name("derived-tx"),
+        transactional_id=topics.name("derived-tx"), **options,
     )  # fmt: skip
 
 
@@ -212,6 +213,42 @@ def test_shuffled_sessions_with_a_restart_give_the_in_order_records(
         assert all(r.sequence >= close for r in by_key[sid]), "a summary before the close"
         if close == len(session):
             assert len(by_key[sid]) == 1, f"{sid}: one summary, nothing came after the close"
+
+
+def test_a_session_done_lingering_leaves_a_tombstone_in_the_changelog(
+    kafka_bootstrap: str, topics: Topics
+) -> None:
+    events = load()["tutor_failed"]
+    sid = events[0].sessionid
+    events_topic = topics.name(EVENTS_TOPIC)
+    clock = [1000.0]
+    rng = random.Random(SEED)
+
+    async def scenario() -> tuple[set[str], dict[str, int]]:
+        await produce(kafka_bootstrap, events_topic, events)
+        first = projector(kafka_bootstrap, topics, linger=60.0, clock=lambda: clock[0])
+        again = projector(kafka_bootstrap, topics)
+        try:
+            await first.start()
+            await drive(first, kafka_bootstrap, events_topic, rng, batches=10_000)
+            clock[0] += 61  # past the linger: the next batch's sweep drops the session
+            await produce(kafka_bootstrap, events_topic, events[3:4])
+            await drive(first, kafka_bootstrap, events_topic, rng, batches=10_000)
+            await again.start()
+            await again.positions([(events_topic, p) for p in range(PARTITIONS)])
+            sessions = {s for state in again._states.values() for s in state.sessions}
+            tombs = {t.session_id: t.folded for st in again._states.values()
+                     for t in st.tombstones.values()}  # fmt: skip
+            return sessions, tombs
+        finally:
+            await again.stop()
+            await first.stop()
+
+    sessions, tombstones = asyncio.run(scenario())
+    assert sessions == set()
+    assert tombstones == {sid: len(events)}
+    found = asyncio.run(read_committed(kafka_bootstrap, [topics.name(SESSIONS_TOPIC)]))
+    assert [key for _, key, _ in found] == [sid], "one summary; the late duplicate added none"
 
 
 def test_a_missing_state_topic_is_a_startup_error(kafka_bootstrap: str, topics: Topics) -> None:
