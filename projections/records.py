@@ -16,6 +16,9 @@ class SourceRecord:
     partition: int
     offset: int
     event: CloudEvent[Any]
+    value: bytes | None = None
+    """The record's bytes as published, when they are the event as decoded; None when
+    the event was upcast from an older type (a writer then encodes ``event``)."""
 
     @property
     def key(self) -> tuple[str, int]:

@@ -74,7 +74,9 @@ _ENCODER: Final = json.JSONEncoder(default=_encode_default, ensure_ascii=False, 
 
 def decode_result(text: str) -> ResultSet:
     """Parse ``JSONCompactEachRowWithNamesAndTypes`` output."""
-    lines = text.splitlines()
+    # one row per "\n" only: str.splitlines would also cut at U+2028, \x85 and the like,
+    # which ClickHouse leaves unescaped inside strings
+    lines = text.split("\n")
     if len(lines) < 2:
         return ResultSet([], [], [])
     columns: list[str] = json.loads(lines[0])

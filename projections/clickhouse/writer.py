@@ -1,42 +1,40 @@
-"""The batch writer: consumed records in, one insert per table, exactly once in effect.
+"""The batch writer: consumed records in, one insert of raw events, exactly once in effect.
 
-A batch is written as one insert per table, each with an insert deduplication token
-derived from the batch's log positions (topic, partition, first and last offset) and the
-table. ClickHouse keeps the recent tokens of every table, the rollups fed by materialized
-views included, so writing the same batch again (a retry after a timeout or a crash)
-adds nothing anywhere.
+A batch is one insert into ``ingest`` (a Null table): per event, its JSON as published
+(``SourceRecord.value``, else ``schemas.encode`` of the event) with its log position and
+type. ClickHouse's materialized views build the rows of ``events``, ``turn_facts``,
+``metrics``, ``usage`` and ``errors`` from it; Python builds no rows.
 
-After the rows, the writer records per partition the next offset it has not applied
-(table ``positions``). Records below it are skipped, so a batch that is re-read and cut
-differently after a restart adds nothing either. The one gap left: a crash after some of
-a batch's inserts but before its position, followed by a re-read cut differently; the
-base tables still collapse those duplicates (ReplacingMergeTree on (session_id,
-sequence)) and the distinct counts ignore them, but sums and latency histograms of the
-rollups count that batch's overlap twice.
+Exactness comes from the tables, not from this writer: every base table is keyed by the
+event (session id, sequence) and read FINAL, the rollups that sum are views over them,
+and the distinct-count rollups cannot count an event twice. So writing an event again, in
+a batch cut differently, or from another offset of the log, changes no answer.
+
+After the events, the writer records per partition the next offset it has not applied
+(``positions``); records below it are skipped, so a restart does not write again what it
+wrote (a saving, not a condition of exactness).
 """
 
 from __future__ import annotations
 
-import hashlib
+import json
 import logging
 import time
-from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from turnlog.projections.clickhouse.migrate import quote_database
-from turnlog.projections.clickhouse.rows import POSITIONS, TABLES, Row, Table, rows_for
 from turnlog.projections.clickhouse.store import AnalyticsStore
 from turnlog.projections.records import SourceRecord
+from turnlog.schemas import encode
 
 logger = logging.getLogger(__name__)
 
-INSERT_SETTINGS: Final[Mapping[str, Any]] = {
-    "insert_deduplicate": 1,
-    "deduplicate_blocks_in_dependent_materialized_views": 1,
-    "async_insert": 0,  # chDB defaults to 1; tokens apply to synchronous blocks
-}
+INGEST_SETTINGS: Final = (
+    "input_format_json_read_objects_as_strings = 1, "  # the event's JSON object, verbatim
+    "async_insert = 0"  # chDB defaults to 1; the batch must be visible when we return
+)
 
 Partition = tuple[str, int]
 """(topic, partition)."""
@@ -64,17 +62,22 @@ def offset_ranges(records: Iterable[SourceRecord]) -> list[OffsetRange]:
     return sorted(OffsetRange(t, p, first, last) for (t, p), (first, last) in bounds.items())
 
 
-def dedup_token(table: str, ranges: Sequence[OffsetRange]) -> str:
-    """The insert deduplication token of ``table``'s insert for a batch of ``ranges``.
-
-    Deterministic: the same records give the same token, whatever their order in the
-    batch. Short batches read as they are (``events@turnlog.events/0:100-199``); a batch
-    over many partitions is named by a digest of its ranges.
-    """
-    spelled = ",".join(str(r) for r in sorted(ranges))
-    if len(spelled) > 200:
-        spelled = "sha256:" + hashlib.sha256(spelled.encode()).hexdigest()
-    return f"{table}@{spelled}"
+def ingest_lines(records: Sequence[SourceRecord]) -> bytes:
+    """``records`` as ``JSONEachRow`` lines of the ``ingest`` table. The event's bytes are
+    spliced in as they are (a JSON object, read back as a string): no per-event encoding
+    unless the event has no published bytes (it was upcast)."""
+    topics: dict[str, bytes] = {}
+    lines = []
+    for r in records:
+        topic = topics.get(r.topic)
+        if topic is None:
+            topic = topics[r.topic] = json.dumps(r.topic).encode()
+        value = r.value if r.value is not None else encode(r.event)
+        lines.append(
+            b'{"topic":%b,"partition":%d,"offset":%d,"type":"%b","value":%b}'
+            % (topic, r.partition, r.offset, r.event.type.encode(), value)
+        )
+    return b"\n".join(lines)
 
 
 class ClickHouseProjection:
@@ -95,43 +98,45 @@ class ClickHouseProjection:
         return dict(self._positions)
 
     def write_batch(self, records: Sequence[SourceRecord]) -> int:
-        """Write ``records``; return how many events were sent (those past the stored
-        positions; ClickHouse drops any it already has from the same batch, by token).
-        On ``AnalyticsStoreError``, write the same batch again."""
-        pending = self._past_positions(records)
+        """Write ``records``; return how many were sent (those past the stored positions,
+        each log position once). On ``AnalyticsStoreError``, write the same records again
+        (or any other cut of them): nothing is counted twice."""
+        pending = self.pending(records)
         if not pending:
             return 0
         started = time.perf_counter()
-        ranges = offset_ranges(pending)
-        events = _first_of_each_event(pending)
-        tables: dict[Table, list[Row]] = defaultdict(list)
-        for record in events:
-            for table, row in rows_for(record.event):
-                tables[table].append(row)
-        for table in TABLES:
-            if tables[table]:
-                self._insert(table, tables[table], ranges)
-        self._insert(POSITIONS, [(r.topic, r.partition, r.last + 1) for r in ranges], ranges)
+        self.insert_events(pending)
+        self.record_positions(offset_ranges(pending))
+        logger.debug(
+            "wrote %d events in %.3fs", len(pending), time.perf_counter() - started,
+            extra={"database": self.database, "events": len(pending)},
+        )  # fmt: skip
+        return len(pending)
+
+    def insert_events(self, records: Sequence[SourceRecord]) -> None:
+        """One insert of ``records`` into ``ingest`` (no positions)."""
+        statement = (
+            f"INSERT INTO {self._db}.ingest (topic, partition, offset, type, value) "
+            f"SETTINGS {INGEST_SETTINGS} FORMAT JSONEachRow\n"
+        )
+        self.store.command(statement + ingest_lines(records).decode())
+
+    def record_positions(self, ranges: Sequence[OffsetRange]) -> None:
+        """Store, per partition of ``ranges``, the offset after its last record."""
+        if not ranges:
+            return
+        self.store.insert(
+            f"{self._db}.positions",
+            [(r.topic, r.partition, r.last + 1) for r in ranges],
+            column_names=("topic", "partition", "next_offset"),
+            settings={"async_insert": 0},
+        )
         positions = self._known_positions()
         for r in ranges:
-            positions[r.topic, r.partition] = r.last + 1
-        logger.debug(
-            "wrote %d events (%s) in %.3fs",
-            len(events), ", ".join(map(str, ranges)), time.perf_counter() - started,
-            extra={"database": self.database, "events": len(events)},
-        )  # fmt: skip
-        return len(events)
+            where = (r.topic, r.partition)
+            positions[where] = max(positions.get(where, 0), r.last + 1)
 
-    def _insert(self, table: Table, rows: list[Row], ranges: Sequence[OffsetRange]) -> None:
-        token = dedup_token(table.name, ranges)
-        self.store.insert(
-            f"{self._db}.`{table.name}`",
-            rows,
-            column_names=table.columns,
-            settings={**INSERT_SETTINGS, "insert_deduplication_token": token},
-        )
-
-    def _past_positions(self, records: Sequence[SourceRecord]) -> list[SourceRecord]:
+    def pending(self, records: Sequence[SourceRecord]) -> list[SourceRecord]:
         """Records at or past their partition's position, each log position once."""
         positions = self._known_positions()
         seen: set[tuple[str, int, int]] = set()
@@ -154,14 +159,3 @@ class ClickHouseProjection:
             "GROUP BY topic, partition"
         )
         return {(str(t), int(p)): int(n) for t, p, n in rows}
-
-
-def _first_of_each_event(records: Sequence[SourceRecord]) -> list[SourceRecord]:
-    """One record per event (session id, sequence): the log may hold an event twice."""
-    seen: set[tuple[str, int]] = set()
-    unique = []
-    for r in records:
-        if r.key not in seen:
-            seen.add(r.key)
-            unique.append(r)
-    return unique

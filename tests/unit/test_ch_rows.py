@@ -1,4 +1,5 @@
-"""Events to ClickHouse rows (pure), and the writer's deduplication tokens."""
+"""Events to ClickHouse rows (pure: the oracle of the raw ingest), and the writer's
+ingest lines."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from turnlog.projections.clickhouse.rows import (
     rows_by_table,
     rows_for,
 )
-from turnlog.projections.clickhouse.writer import OffsetRange, dedup_token, offset_ranges
+from turnlog.projections.clickhouse.writer import OffsetRange, ingest_lines, offset_ranges
 from turnlog.projections.records import SourceRecord
 from turnlog.schemas import (
     PAYLOAD_MODELS,
@@ -38,6 +39,7 @@ from turnlog.schemas import (
     UserTranscribed,
     VadMetrics,
     agent_source,
+    encode,
     new_event,
 )
 from turnlog.schemas.events.metrics import InputTokenDetails, OutputTokenDetails
@@ -228,7 +230,7 @@ def test_derived_records_give_no_rows() -> None:
     assert rows_for(event(summary)) == []
 
 
-# -- deduplication tokens ---------------------------------------------------------------
+# -- ingest lines -----------------------------------------------------------------------
 
 
 def records(*where: tuple[str, int, int]) -> list[SourceRecord]:
@@ -241,22 +243,19 @@ def test_offset_ranges_are_per_partition_and_sorted() -> None:
     assert ranges == [OffsetRange("t", 0, 4, 5), OffsetRange("t", 1, 7, 9)]
 
 
-def test_a_token_names_the_table_and_the_batch() -> None:
-    ranges = [OffsetRange("turnlog.events", 0, 100, 199), OffsetRange("turnlog.events", 3, 7, 9)]
-    assert dedup_token("events", ranges) == "events@turnlog.events/0:100-199,turnlog.events/3:7-9"
-    assert dedup_token("events", ranges[::-1]) == dedup_token("events", ranges)
-    assert dedup_token("metrics", ranges) != dedup_token("events", ranges)
-
-
-def test_a_different_cut_is_a_different_token() -> None:
-    one = offset_ranges(records(("t", 0, 100), ("t", 0, 199)))
-    other = offset_ranges(records(("t", 0, 100), ("t", 0, 150)))
-    assert dedup_token("events", one) != dedup_token("events", other)
-
-
-def test_a_batch_over_many_partitions_is_named_by_a_digest() -> None:
-    ranges = [OffsetRange("turnlog.events", p, 1000 * p, 1000 * p + 999) for p in range(24)]
-    token = dedup_token("turn_facts", ranges)
-    assert token.startswith("turn_facts@sha256:")
-    assert len(token) == len("turn_facts@sha256:") + 64
-    assert token == dedup_token("turn_facts", list(reversed(ranges)))
+def test_ingest_lines_carry_the_published_bytes_verbatim() -> None:
+    e = event(UserTranscribed(transcript='say "hi"\n', is_final=True))
+    published = b'{"as":"published", "with": [1.0, "spaces"]}'
+    lines = ingest_lines(
+        [
+            SourceRecord("turnlog.events", 3, 17, e, published),
+            SourceRecord("turnlog.events", 3, 18, e),  # upcast: no bytes, the event is encoded
+        ]
+    ).split(b"\n")
+    assert len(lines) == 2
+    assert lines[0] == (
+        b'{"topic":"turnlog.events","partition":3,"offset":17,'
+        b'"type":"turnlog.user.transcribed.v1","value":' + published + b"}"
+    )
+    second = json.loads(lines[1])
+    assert (second["offset"], second["value"]) == (18, json.loads(encode(e)))
