@@ -10,15 +10,12 @@ it is.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, Final
+from typing import Any
 
 from turnlog.projections.records import SourceRecord
 from turnlog.schemas import CATALOG, SchemaError, decode
 from turnlog.streams.projector import Decoded, DecodedBatch
 from turnlog.streams.records import STAGE_DECODE, DeadLetter, RawRecord
-
-_UPCAST_MARKERS: Final = tuple(f'"{old}"'.encode() for old in CATALOG.upcasts)
-"""How a superseded type looks in an event's bytes (its value is then re-encoded)."""
 
 
 def raw_record(message: Any) -> RawRecord:
@@ -38,6 +35,9 @@ def decode_records(records: Sequence[RawRecord]) -> DecodedBatch:
     """Decode `records` (`schemas.decode`); a `SchemaError` makes a dead letter."""
     batch = DecodedBatch(records=list(records))
     events, letters = batch.events, batch.dead_letters
+    # how a superseded type looks in an event's bytes (its value is then re-encoded);
+    # asked per batch, so an upcaster registered after import counts
+    markers = tuple(f'"{old}"'.encode() for old in CATALOG.upcasts)
     for record in records:
         body = record.value or b""
         try:
@@ -47,7 +47,7 @@ def decode_records(records: Sequence[RawRecord]) -> DecodedBatch:
                 record, error.reason, type(error).__name__, error.message, STAGE_DECODE
             ))  # fmt: skip
             continue
-        as_published = not any(marker in body for marker in _UPCAST_MARKERS)
+        as_published = not any(marker in body for marker in markers)
         source = SourceRecord(record.topic, record.partition, record.offset, event,
                               body if as_published else None)  # fmt: skip
         events.append(Decoded(record, source))

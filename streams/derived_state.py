@@ -179,6 +179,8 @@ class DerivedState:
         self._touched: set[str] = set()
         self._changed: set[str] = set()
         self._changed_turns: set[tuple[str, str]] = set()
+        self._dirty_turns: set[tuple[str, str]] = set()
+        """Turns that took a fact since the last flush."""
         self._buffer_changes: dict[tuple[str, int], CloudEvent[Any] | None] = {}
 
     # --- folding -----------------------------------------------------------------------
@@ -273,6 +275,7 @@ class DerivedState:
             turn = session.turns[turn_id] = Turn(turn_id)
         turn.revision, turn.revised_at = event.sequence, event.time
         self._changed_turns.add((session.session_id, turn_id))
+        self._dirty_turns.add((session.session_id, turn_id))
         return turn
 
     def _item(self, session: Session, event: CloudEvent[Any], data: ConversationItemAdded) -> None:
@@ -307,15 +310,20 @@ class DerivedState:
         """End a batch: the records of every turn and summary that changed since the last
         flush, turns in turn-id order, then the summary, per session in id order."""
         outputs: list[Output] = []
+        dirty: dict[str, list[str]] = {}
+        for session_id, turn_id in sorted(self._dirty_turns):
+            dirty.setdefault(session_id, []).append(turn_id)
+        self._dirty_turns.clear()
         for session_id in sorted(self._touched):
             session = self.sessions.get(session_id)
             if session is None:
                 continue
-            for turn in sorted(session.turns.values(), key=lambda t: t.turn_id):
+            for turn_id in dirty.get(session_id, ()):
+                turn = session.turns[turn_id]
                 if turn.answer is not None and turn.revision > turn.emitted:
                     outputs.append(turn_output(session, turn))
                     turn.emitted = turn.revision
-                    self._changed_turns.add((session_id, turn.turn_id))
+                    self._changed_turns.add((session_id, turn_id))
             if session.closed is not None and session.folded > session.summarized:
                 outputs.append(summary_output(session))
                 session.summarized = session.folded

@@ -109,7 +109,7 @@ class StreamsMetrics:
         fresh = applied.freshness
         if fresh:
             histogram = self.freshness.labels(projection)
-            step = max(len(fresh) // FRESHNESS_SAMPLES, 1)
+            step = -(-len(fresh) // FRESHNESS_SAMPLES)  # ceiling: at most that many
             for value in fresh[::step]:
                 histogram.observe(value)
 

@@ -30,6 +30,7 @@ from turnlog.streams.dlq import dead_letter_record
 from turnlog.streams.errors import DependencyUnavailableError, SinkUnavailableError
 from turnlog.streams.isolate import RetryPolicy, apply_isolating
 from turnlog.streams.locks import shared_projection_lock
+from turnlog.streams.metrics import FRESHNESS_SAMPLES
 from turnlog.streams.projector import Applied, DecodedBatch, Deliver
 from turnlog.streams.records import DeadLetter
 from turnlog.streams.sinks import letter_for, postgres_sink
@@ -170,7 +171,9 @@ class PostgresProjector:
 
 
 def _freshness(sources: list[SourceRecord]) -> list[float]:
+    if not sources:
+        return []
     now = datetime.now(UTC)
-    step = max(len(sources) // 64, 1)
+    step = -(-len(sources) // FRESHNESS_SAMPLES)
     return [(now - s.event.time).total_seconds() for s in sources[::step]]
 

@@ -8,7 +8,7 @@ needs none)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,11 +41,13 @@ class ReplayProcessor:
     def __init__(
         self, postgres: PostgresProjection, clickhouse: ClickHouseProjection | None, *,
         lock: psycopg.Connection[Any] | None = None, retry: RetryPolicy = RetryPolicy(),  # noqa: B008
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:  # fmt: skip
         self.postgres = postgres
         self.clickhouse = clickhouse
         self.lock = lock
         self.retry = retry
+        self.sleep = sleep
 
     def process(self, records: Sequence[RawRecord]) -> Replayed:
         batch = decode_records(records)
@@ -55,7 +57,7 @@ class ReplayProcessor:
         held = shared_projection_lock(self.lock) if self.lock is not None else nullcontext()
         with held:
             pg = apply_isolating(postgres_sink(self.postgres.apply_batch), sources,
-                                 policy=self.retry, sleep=time.sleep)  # fmt: skip
+                                 policy=self.retry, sleep=self.sleep)  # fmt: skip
         outcome.applied = sum(r.applied for r in pg.results)
         outcome.duplicates = sum(r.skipped_duplicates for r in pg.results)
         refused = {id(s) for s, _ in pg.rejected}
@@ -63,7 +65,7 @@ class ReplayProcessor:
         if self.clickhouse is not None:
             kept = [s for s in sources if id(s) not in refused]
             ch = apply_isolating(clickhouse_sink(self.clickhouse.write_batch), kept,
-                                 policy=self.retry, sleep=time.sleep)  # fmt: skip
+                                 policy=self.retry, sleep=self.sleep)  # fmt: skip
             outcome.dead_letters += [
                 letter_for(raw_of[id(s)], e, "clickhouse") for s, e in ch.rejected
             ]

@@ -52,12 +52,9 @@ class Sleeps:
 
 
 @pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> Sleeps:
-    """`ReplayProcessor` pauses with `time.sleep` (no hook of its own): patched for the
-    test's duration."""
-    recorded = Sleeps()
-    monkeypatch.setattr("turnlog.streams.rebuild.apply.time.sleep", recorded)
-    return recorded
+def sleeps() -> Sleeps:
+    """The pauses `ReplayProcessor` takes (its `sleep` hook; `processor_for` passes it)."""
+    return Sleeps()
 
 
 def processor_for(
@@ -66,6 +63,7 @@ def processor_for(
     """A processor over the in-memory projection (the same `apply_batch` as
     `PostgresProjection`, which is the declared type)."""
     kwargs.setdefault("retry", NO_PAUSES)
+    kwargs.setdefault("sleep", Sleeps())
     return ReplayProcessor(
         cast(PostgresProjection, projection), cast(ClickHouseProjection | None, clickhouse),
         **kwargs,
@@ -212,7 +210,7 @@ class FlakyProjection(InMemoryProjection):
 def test_a_retryable_failure_is_retried_with_growing_pauses(sleeps: Sleeps) -> None:
     projection = FlakyProjection(failures=3)
     policy = RetryPolicy(attempts=5, first_delay=0.2, max_delay=0.5)
-    outcome = processor_for(projection, retry=policy).process(RECORDS)
+    outcome = processor_for(projection, retry=policy, sleep=sleeps).process(RECORDS)
     assert outcome.applied == len(EVENTS)
     assert not outcome.dead_letters
     assert sleeps.calls == [0.2, 0.4, 0.5]  # doubling, capped
@@ -221,7 +219,7 @@ def test_a_retryable_failure_is_retried_with_growing_pauses(sleeps: Sleeps) -> N
 
 def test_a_sink_that_stays_down_fails_the_batch_without_dead_letters(sleeps: Sleeps) -> None:
     projection = FlakyProjection(failures=100)
-    processor = processor_for(projection, retry=RetryPolicy(attempts=3))
+    processor = processor_for(projection, retry=RetryPolicy(attempts=3), sleep=sleeps)
     with pytest.raises(SinkUnavailableError) as failure:
         processor.process(RECORDS)
     assert failure.value.sink == "postgres"
@@ -233,7 +231,7 @@ def test_a_sink_that_stays_down_fails_the_batch_without_dead_letters(sleeps: Sle
 def test_a_broken_database_is_not_blamed_on_the_events(sleeps: Sleeps) -> None:
     projection = FlakyProjection(failures=100, retryable=False)  # e.g. a missing table
     with pytest.raises(SinkUnavailableError) as failure:
-        processor_for(projection, retry=RetryPolicy()).process(RECORDS)
+        processor_for(projection, retry=RetryPolicy(), sleep=sleeps).process(RECORDS)
     assert failure.value.sink == "postgres"
     assert projection.failures == 99  # one attempt, no bisection
     assert sleeps.calls == []

@@ -159,10 +159,6 @@ def test_freshness_is_observed_for_at_most_64_events_a_batch(events: int) -> Non
     assert observed == min(events, FRESHNESS_SAMPLES)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "streams/metrics.py record(): step = max(len // 64, 1) observes every event of a "
-    "batch of 65..127 and 65 of 130 or 10,000; a ceiling division keeps it at 64"
-))  # fmt: skip
 @pytest.mark.parametrize("events", [65, 100, 130, 10_000])
 def test_freshness_of_a_batch_between_multiples_of_64_stays_within_64(events: int) -> None:
     registry = CollectorRegistry()
