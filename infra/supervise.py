@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import json
 import logging
 import os
@@ -46,6 +47,9 @@ HEALTHY_AFTER: Final = 60.0
 STOP_TIMEOUT: Final = 25.0
 """Seconds the service has to exit after SIGTERM before it is killed (shorter than the
 launcher's own wait for the supervisor, so the supervisor reports the kill)."""
+
+PR_SET_PDEATHSIG: Final = 1
+"""prctl(2) option: the signal the child gets when its parent dies."""
 
 Phase = Literal["running", "waiting", "stopping", "stopped"]
 
@@ -145,6 +149,14 @@ class Supervisor:
         self._stop = threading.Event()
         self._kill_at: float | None = None
         self._child: subprocess.Popen[bytes] | None = None
+        self._libc = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+
+    def _die_with_parent(self) -> None:
+        """In the child, before exec: SIGTERM when the supervisor dies (even by SIGKILL),
+        so a service never runs on unsupervised, holding its port. Linux only; the
+        supervisor has no threads, which makes a pre-exec function safe."""
+        if self._libc is not None:
+            self._libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
     def run(self) -> int:
         """Supervise until SIGTERM or SIGINT; returns the supervisor's exit status."""
@@ -167,7 +179,7 @@ class Supervisor:
 
     def _run_child(self) -> int:
         # stdout and stderr are inherited: the service writes to the supervisor's log
-        self._child = child = subprocess.Popen(self.argv)
+        self._child = child = subprocess.Popen(self.argv, preexec_fn=self._die_with_parent)
         self.state.phase, self.state.child_pid = "running", child.pid
         self.state.next_start_at = None
         write_state(self.state_path, self.state)

@@ -160,3 +160,21 @@ def test_a_service_that_ignores_sigterm_is_killed_after_the_stop_timeout(
     assert 0.9 < time.monotonic() - began < 6
     assert not pid_alive(child)
     assert state_of(probe).restarts == 0
+
+
+def test_the_service_ends_when_its_supervisor_is_killed(tmp_path: Path) -> None:
+    """kill -9 of the supervisor: the service does not run on unsupervised (holding its
+    port), so the next start finds the port free."""
+    port = free_port()
+    probe = supervised(tmp_path, serving(port), port)
+    probe.start()
+    supervisor = probe.pidfile.read()
+    child = state_of(probe).child_pid
+    assert supervisor is not None
+    assert child is not None
+    os.kill(supervisor, signal.SIGKILL)
+    wait_for(lambda: not pid_alive(supervisor), "the supervisor to die")
+    wait_for(lambda: not pid_alive(child), "the service to end after its supervisor")
+    assert not probe.status().running
+    probe.start()
+    assert probe.stop() == "stopped"
