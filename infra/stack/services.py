@@ -135,7 +135,9 @@ def streams_spec(settings: StackSettings, projection: str) -> ServiceSpec:
                        "TURNLOG_STREAMS_CLICKHOUSE_METRICS_PORT"),
         "derived": (s.streams_derived_metrics_port, "TURNLOG_STREAMS_DERIVED_METRICS_PORT"),
     }[projection]  # fmt: skip
-    env = {"TURNLOG_STREAMS_METRICS_PORT": str(port)}
+    # its own data folder too: three workers of one app id must not share local state
+    env = {"TURNLOG_STREAMS_METRICS_PORT": str(port),
+           "TURNLOG_STREAMS_DATA_DIR": str(s.state_dir / "streams" / projection)}  # fmt: skip
     if projection == "clickhouse":  # it owns the chDB folder, so it serves the queries
         env["TURNLOG_STREAMS_QUERY_PORT"] = str(s.streams_query_port)
     metrics = f"http://{s.host}:{port}/metrics"
