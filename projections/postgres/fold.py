@@ -26,7 +26,7 @@ from turnlog.projections.postgres.rows import (
 )
 from turnlog.projections.postgres.statements import column_params, upsert_params
 from turnlog.projections.postgres.tables import SESSIONS, TABLES, merge_into, new_row
-from turnlog.schemas import CloudEvent, ConversationItemAdded, UserTranscribed
+from turnlog.schemas import CloudEvent, ConversationItemAdded, UsageUpdated, UserTranscribed
 
 Row = dict[str, Any]
 """A complete row: every column of its table, key columns included."""
@@ -74,9 +74,10 @@ class BatchRows:
 
     The common events make no row operation: they merge into their session row in place,
     and a message or a transcription, one row per event, stays a tuple in column order
-    until the batch's columns are cut from them. The rarer events go through `row_ops`
-    and a `Fold`. Each (sessionid, sequence) must come once (the writer drops repeats):
-    facts are not checked against each other."""
+    until the batch's columns are cut from them; of a session's usage events only the
+    latest makes its row values. The rarer events go through `row_ops` and a `Fold`.
+    Each (sessionid, sequence) must come once (the writer drops repeats): facts are not
+    checked against each other, and a usage event is compared by sequence alone."""
 
     def __init__(self) -> None:
         self._fold = Fold()
@@ -86,33 +87,54 @@ class BatchRows:
         }
         self._messages = self._facts["messages"]
         self._transcriptions = self._facts["transcriptions"]
+        self._usage: dict[str, CloudEvent[Any]] = {}
+        """Session id -> its latest usage event so far, not yet added."""
 
     def add(self, event: CloudEvent[Any]) -> None:
         """Add the rows of `event`; `UnhandledEventError` as `row_ops`."""
-        kind = type(event.data)
-        if kind is UserTranscribed:
-            self._touch(event, None)
-            self._transcriptions.append(transcription_row(event))
-        elif kind is ConversationItemAdded:
-            self._touch(event, message_counters(event.data))
-            self._messages.append(message_row(event))
-        elif kind in SESSION_ACTIVITY_ONLY:
-            self._touch(event, None)
-        else:
-            for op in row_ops(event):
-                if isinstance(op, Insert):
-                    names = _VALUE_NAMES[op.table]
-                    self._facts[op.table].append((*op.key, *(op.values[n] for n in names)))
-                else:
-                    self._fold.add(op)
+        self.add_all((event,))
 
     def add_all(self, events: Iterable[CloudEvent[Any]]) -> None:
+        """`add` each event; one loop, as this is the writer's per-event work."""
+        touch, messages, transcriptions = self._touch, self._messages, self._transcriptions
+        usage = self._usage
         for event in events:
-            self.add(event)
+            kind = type(event.data)
+            if kind in SESSION_ACTIVITY_ONLY:
+                touch(event, None)
+            elif kind is UserTranscribed:
+                touch(event, None)
+                transcriptions.append(transcription_row(event))
+            elif kind is ConversationItemAdded:
+                touch(event, message_counters(event.data))
+                messages.append(message_row(event))
+            elif kind is UsageUpdated:
+                # Only the session's latest usage survives the fold (a `LATEST` group):
+                # hold it back, and let the others only touch their session.
+                kept = usage.get(event.sessionid)
+                if kept is None or kept.sequence < event.sequence:
+                    usage[event.sessionid] = event
+                    if kept is not None:
+                        touch(kept, None)
+                else:
+                    touch(event, None)
+            else:
+                self._add_ops(event)
+
+    def _add_ops(self, event: CloudEvent[Any]) -> None:
+        for op in row_ops(event):
+            if isinstance(op, Insert):
+                names = _VALUE_NAMES[op.table]
+                self._facts[op.table].append((*op.key, *(op.values[n] for n in names)))
+            else:
+                self._fold.add(op)
 
     def params(self) -> dict[str, list[list[Any]]]:
         """Each table's `statements.upsert` parameters, rows ordered by key; tables without
         rows are left out. Equal to `upsert_params` of a `Fold` of the same events."""
+        for event in self._usage.values():
+            self._add_ops(event)
+        self._usage.clear()
         params: dict[str, list[list[Any]]] = {}
         for name, table in TABLES.items():
             facts = self._facts.get(name)
@@ -129,7 +151,9 @@ class BatchRows:
         """What `rows._session(event, **counters)` then `Fold.add` do, without either: the
         session columns' rules (`tables.SESSIONS`) applied by hand."""
         key = (event.sessionid,)
-        room = room_of(event)
+        room = event.subject
+        if "\x00" in room:
+            room = room_of(event)
         time = event.time
         sequence = event.sequence
         row = self._sessions.get(key)
