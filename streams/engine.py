@@ -120,9 +120,14 @@ class ProjectionEngine(mode.Service):
     def _stopping(self) -> bool:
         return self.should_stop
 
+    def _waiting(self, waiting: bool) -> None:
+        self.metrics.waiting.labels(self.name).set(1 if waiting else 0)
+        if waiting:
+            self.metrics.batch_failures.labels(self.name).inc()
+
     async def _run(self) -> None:
         try:
-            await until_available(f"{self.name}: starting", self.projector.start)
+            await until_available(f"{self.name}: starting", self.projector.start, self._waiting)
             await until_available(f"{self.name}: checking the topics",
                                   lambda: verify_topics(self.settings))  # fmt: skip
             self._consumer = await until_available(f"{self.name}: joining Kafka", self._join)
@@ -222,7 +227,7 @@ class ProjectionEngine(mode.Service):
             await until_available(f"{name}: dead-lettering", lambda: self.deliver(letters))
         applied: Applied = await until_available(
             f"{name}: applying a batch of {len(batch)} records",
-            lambda: self.projector.apply(batch, self.deliver),
+            lambda: self.projector.apply(batch, self.deliver), self._waiting,
         )  # fmt: skip
         offsets = {TopicPartition(t, p): o for (t, p), o in batch.next_offsets().items()}
         self._done.update(offsets)

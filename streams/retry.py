@@ -32,8 +32,12 @@ def backoff() -> wait_exponential_jitter:
     return wait_exponential_jitter(initial=FIRST_WAIT, max=MAX_WAIT, jitter=1.0)
 
 
-def _log_wait(doing: str) -> Callable[[RetryCallState], None]:
+def _log_wait(
+    doing: str, on_wait: Callable[[bool], None] | None
+) -> Callable[[RetryCallState], None]:
     def log(state: RetryCallState) -> None:
+        if on_wait is not None:
+            on_wait(True)
         error = state.outcome.exception() if state.outcome is not None else None
         waited = state.next_action.sleep if state.next_action is not None else 0.0
         what = getattr(error, "dependency", "a dependency")
@@ -45,14 +49,18 @@ def _log_wait(doing: str) -> Callable[[RetryCallState], None]:
     return log
 
 
-async def until_available(doing: str, attempt: Callable[[], Awaitable[T]]) -> T:
+async def until_available(
+    doing: str, attempt: Callable[[], Awaitable[T]],
+    on_wait: Callable[[bool], None] | None = None,
+) -> T:  # fmt: skip
     """`await attempt()` until it does not raise `DependencyUnavailableError`, waiting
     with `backoff()` between attempts; anything else propagates at once. Cancel the
-    calling task to stop waiting."""
+    calling task to stop waiting. `on_wait(True)` before each wait, `on_wait(False)` once
+    an attempt after a wait succeeds (a gauge of who waits)."""
     retrying = AsyncRetrying(
         retry=retry_if_exception_type(DependencyUnavailableError),
         wait=backoff(),
-        before_sleep=_log_wait(doing),
+        before_sleep=_log_wait(doing, on_wait),
         reraise=True,
     )
     async for attempt_state in retrying:
@@ -61,5 +69,7 @@ async def until_available(doing: str, attempt: Callable[[], Awaitable[T]]) -> T:
             number = attempt_state.retry_state.attempt_number
             if number > 1:
                 logger.info("%s: available again after %d attempts", doing, number)
+                if on_wait is not None:
+                    on_wait(False)
             return result
     raise RuntimeError("unreachable: tenacity retries until success or re-raises")
