@@ -23,9 +23,12 @@ Semantics (the one thing to know: only the contiguous prefix counts):
 - Bounded memory: `expire(now)` drops a session `linger` seconds (default 10 minutes)
   after its summary, leaving a tombstone (its last folded sequence) that keeps late
   duplicates from re-opening it for `tombstone_ttl` (default 7 days); a later event past
-  that sequence is counted in `late` and ignored. A session buffering more than
-  `max_buffered` events (default 10,000) stops waiting: the missing sequences are
-  skipped (counted in `skipped`, logged), and any of them arriving later is ignored.
+  that sequence is counted in `late` and ignored. A session that never closes is dropped
+  (tombstone too) after `idle_ttl` (default a day) without an event. A session buffering
+  more than `max_buffered` events (default 10,000), or waiting `gap_wait` (default an
+  hour) for a missing sequence, stops waiting: the missing sequences are skipped
+  (counted in `skipped`, logged), and any of them arriving later is ignored. Skipping is
+  the one case where the output depends on timing; it needs a lost event.
 """
 
 from __future__ import annotations
@@ -166,13 +169,16 @@ class DerivedState:
 
     def __init__(
         self, *, max_buffered: int = 10_000, linger: float = 600.0,
-        tombstone_ttl: float = 7 * 24 * 3600.0,
+        tombstone_ttl: float = 7 * 24 * 3600.0, gap_wait: float = 3600.0,
+        idle_ttl: float = 24 * 3600.0,
     ) -> None:  # fmt: skip
-        if max_buffered < 1 or linger < 0 or tombstone_ttl < 0:
-            raise ValueError("max_buffered must be >= 1, linger and tombstone_ttl >= 0")
+        if max_buffered < 1 or min(linger, tombstone_ttl, gap_wait, idle_ttl) < 0:
+            raise ValueError("max_buffered must be >= 1, the durations >= 0")
         self.max_buffered = max_buffered
         self.linger = linger
         self.tombstone_ttl = tombstone_ttl
+        self.gap_wait = gap_wait
+        self.idle_ttl = idle_ttl
         self.sessions: dict[str, Session] = {}
         self.tombstones: dict[str, Tombstone] = {}
         self.counts = Counts()
@@ -234,6 +240,8 @@ class DerivedState:
         session.skipped += missing
         self.counts.skipped += missing
         session.next_sequence = first
+        self._touched.add(session.session_id)
+        self._changed.add(session.session_id)
         self._drain(session)
 
     def _fold(self, session: Session, event: CloudEvent[Any]) -> None:
@@ -334,14 +342,20 @@ class DerivedState:
         return outputs
 
     def expire(self, now: float) -> None:
-        """Drop sessions summarized more than `linger` ago (a tombstone stays), tombstones
-        older than `tombstone_ttl`, and sessions that folded nothing (still waiting for
-        their first sequence) and heard nothing for `tombstone_ttl`."""
+        """Drop sessions summarized more than `linger` ago and sessions that heard nothing
+        for `idle_ttl` (never closed: a tombstone stays if they folded anything), forget
+        tombstones older than `tombstone_ttl`, and stop waiting for a sequence missing for
+        `gap_wait` (the gap is skipped; the next `flush` emits what follows it)."""
         for session in list(self.sessions.values()):
-            done = session.summarized_at is not None and now - session.summarized_at >= self.linger
-            stale = session.folded == 0 and now - session.arrived_at >= self.tombstone_ttl
-            if done or stale:
-                self._drop(session, tombstone=done, now=now)
+            idle = now - session.arrived_at
+            if session.summarized_at is not None and now - session.summarized_at >= self.linger:
+                self._drop(session, tombstone=True, now=now)
+            elif idle >= self.idle_ttl:
+                logger.info("session idle, never closed: dropped",
+                            extra={"session_id": session.session_id})  # fmt: skip
+                self._drop(session, tombstone=session.folded > 0, now=now)
+            elif session.buffer and idle >= self.gap_wait:
+                self._skip_gap(session)
         for tomb in list(self.tombstones.values()):
             if now - tomb.dropped_at >= self.tombstone_ttl:
                 del self.tombstones[tomb.session_id]

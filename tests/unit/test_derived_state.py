@@ -380,6 +380,34 @@ def test_a_summarized_session_is_dropped_after_linger_and_late_events_stay_out()
     assert not buffered
 
 
+def test_a_missing_sequence_is_given_up_after_gap_wait() -> None:
+    events = load()["tutor_failed"]
+    state = DerivedState(gap_wait=30, idle_ttl=100)
+    for event in events[1:]:  # session.started never comes
+        state.add(event, now=0)
+    assert state.flush(now=0) == []
+    state.expire(now=29)
+    assert state.flush(now=29) == []
+    state.expire(now=30)
+    outputs = state.flush(now=30)
+    assert [o.key for o in outputs] == ["sess_tutor_failed/turn_1", "sess_tutor_failed"]
+    assert state.counts.skipped == 1
+
+
+def test_a_session_that_never_closes_is_dropped_after_idle_ttl() -> None:
+    events = load()["tutor_failed"][:-1]  # no session.closed
+    sid = events[0].sessionid
+    state = DerivedState(idle_ttl=100)
+    for event in events:
+        state.add(event, now=0)
+    state.flush(now=0)
+    state.expire(now=99)
+    assert sid in state.sessions
+    state.expire(now=100)
+    assert sid not in state.sessions
+    assert state.tombstones[sid].folded == len(events)
+
+
 def test_derived_records_on_the_log_are_not_folded() -> None:
     events = load()["tutor_failed"]
     outputs = run([events])
@@ -391,3 +419,5 @@ def test_derived_records_on_the_log_are_not_folded() -> None:
 def test_a_bad_setting_is_refused() -> None:
     with pytest.raises(ValueError, match="max_buffered"):
         DerivedState(max_buffered=0)
+    with pytest.raises(ValueError, match="durations"):
+        DerivedState(gap_wait=-1)
