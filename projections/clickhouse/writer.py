@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -123,18 +123,21 @@ class ClickHouseProjection:
 
     def record_positions(self, ranges: Sequence[OffsetRange]) -> None:
         """Store, per partition of ``ranges``, the offset after its last record."""
-        if not ranges:
+        self.record_next_offsets({(r.topic, r.partition): r.last + 1 for r in ranges})
+
+    def record_next_offsets(self, offsets: Mapping[Partition, int]) -> None:
+        """Store the next offset of each partition of ``offsets`` that moves it forward."""
+        known = self._known_positions()
+        ahead = {p: n for p, n in offsets.items() if n > known.get(p, 0)}
+        if not ahead:
             return
         self.store.insert(
             f"{self._db}.positions",
-            [(r.topic, r.partition, r.last + 1) for r in ranges],
+            [(topic, partition, n) for (topic, partition), n in sorted(ahead.items())],
             column_names=("topic", "partition", "next_offset"),
             settings={"async_insert": 0},
         )
-        positions = self._known_positions()
-        for r in ranges:
-            where = (r.topic, r.partition)
-            positions[where] = max(positions.get(where, 0), r.last + 1)
+        known.update(ahead)
 
     def pending(self, records: Sequence[SourceRecord]) -> list[SourceRecord]:
         """Records at or past their partition's position, each log position once."""

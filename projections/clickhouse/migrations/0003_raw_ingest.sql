@@ -11,6 +11,10 @@
 --    distinct-count rollups (sessions_1m, turns_1m) stay tables: uniqExact states cannot
 --    count an event twice.
 
+-- Event ids are any non-empty string (CloudEvents 1.0; other producers use uuid4 or opaque
+-- ids): a UUID column would refuse them.
+ALTER TABLE {db}.events MODIFY COLUMN event_id String;
+
 CREATE TABLE IF NOT EXISTS {db}.ingest
 (
     topic                        LowCardinality(String),
@@ -31,7 +35,7 @@ WITH
     position(value, ',"data":{') AS data_at,
     substring(value, data_at + 8, length(value) - data_at - 8) AS data_tail
 SELECT
-    toUUID(e.id) AS event_id,
+    e.id AS event_id,
     type,
     e.sessionid AS session_id,
     e.sequence AS sequence,

@@ -1,0 +1,217 @@
+"""The ClickHouse analytics as a `Projector`: each batch is one insert of the events as
+published (ClickHouse builds the rows, `projections.clickhouse.writer`), then the next
+offset of every partition of the batch (`positions`), which is where a partition starts.
+
+Exactness does not depend on the positions: the tables deduplicate by event identity and
+the summing rollups read them deduplicated, so a batch applied again, cut differently, or
+an event the log holds twice changes no answer. An event ClickHouse refuses is isolated
+(bisection) and dead-lettered with stage `clickhouse` before `apply` returns. chDB
+sessions stay on one thread: every store call runs on this projector's own thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Final, TypeVar
+
+from turnlog.projections.clickhouse.migrate import migrate_clickhouse
+from turnlog.projections.clickhouse.store import (
+    AnalyticsStore,
+    AnalyticsStoreError,
+    QueryFailedError,
+    StoreLockedError,
+    connect,
+)
+from turnlog.projections.clickhouse.writer import ClickHouseProjection
+from turnlog.projections.records import SourceRecord
+from turnlog.streams.config import redact_url
+from turnlog.streams.dlq import dead_letter_record
+from turnlog.streams.errors import (
+    DependencyUnavailableError,
+    SinkUnavailableError,
+    StartupError,
+)
+from turnlog.streams.isolate import RetryPolicy, Sink, Verdict, apply_isolating
+from turnlog.streams.metrics import FRESHNESS_SAMPLES
+from turnlog.streams.projector import Applied, DecodedBatch, Deliver
+from turnlog.streams.records import STAGE_CLICKHOUSE, DeadLetter, RawRecord
+
+logger = logging.getLogger("turnlog.streams.clickhouse")
+
+T = TypeVar("T")
+
+QUICK_RETRIES: Final = RetryPolicy(attempts=2, first_delay=0.2, max_delay=0.2)
+"""Within a batch, one quick retry of a failed insert; past it the engine's backoff."""
+
+DATA_ERRORS: Final = frozenset({
+    6,    # CANNOT_PARSE_TEXT
+    26,   # CANNOT_PARSE_QUOTED_STRING
+    27,   # CANNOT_PARSE_INPUT_ASSERTION_FAILED
+    33,   # CANNOT_READ_ALL_DATA (a value that is not a whole JSON object)
+    38,   # CANNOT_PARSE_DATE
+    41,   # CANNOT_PARSE_DATETIME
+    53,   # TYPE_MISMATCH
+    69,   # ARGUMENT_OUT_OF_BOUND
+    70,   # CANNOT_CONVERT_TYPE
+    72,   # CANNOT_PARSE_NUMBER
+    117,  # INCORRECT_DATA
+    321,  # VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+    349,  # CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN
+    376,  # CANNOT_PARSE_UUID
+})  # fmt: skip
+"""ClickHouse error codes that blame a value of the insert, not the server."""
+
+
+def classify(error: BaseException) -> Verdict:
+    """A refused value is isolated; any other store error is retried (the README: retry a
+    failed batch unchanged); an error that is not the store's is the event's."""
+    if isinstance(error, QueryFailedError) and error.code in DATA_ERRORS:
+        return Verdict.ISOLATE
+    if isinstance(error, AnalyticsStoreError | OSError):
+        return Verdict.RETRY
+    return Verdict.ISOLATE
+
+
+def letter_for(record: RawRecord, error: BaseException) -> DeadLetter:
+    """The dead letter of a record ClickHouse refused."""
+    return DeadLetter(record, "projection_failed", type(error).__name__, str(error),
+                      STAGE_CLICKHOUSE)  # fmt: skip
+
+
+class ClickHouseProjector:
+    """See the module doc."""
+
+    name = "clickhouse"
+    dead_letters_decode = False
+
+    def __init__(self, *, url: str, database: str, group: str, dlq_topic: str) -> None:
+        self.url = url
+        self.database = database
+        self.group = group
+        self.dlq_topic = dlq_topic
+        self._where = f"ClickHouse at {redact_url(url)}"
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="turnlog-ch")
+        self._store: AnalyticsStore | None = None
+        self._projection: ClickHouseProjection | None = None
+
+    @property
+    def store(self) -> AnalyticsStore:
+        """The opened store (after `start`), e.g. for the analysts' query endpoint."""
+        if self._store is None:
+            raise RuntimeError("the ClickHouse projector has not started")
+        return self._store
+
+    async def _on_thread(self, function: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, function, *args)
+
+    async def start(self) -> None:
+        await self._on_thread(self._open)
+
+    def _open(self) -> None:
+        if self._projection is not None:
+            return
+        try:
+            store = self._store or connect(self.url)
+        except StoreLockedError as error:  # e.g. the launcher applying DDL: it lets go
+            raise DependencyUnavailableError(str(error), dependency=self._where) from error
+        except AnalyticsStoreError as error:
+            if self.url.startswith("chdb:"):  # a bad path, another folder opened: no wait helps
+                raise StartupError(f"{self._where}: {error}") from error
+            raise self._unavailable(error) from error
+        self._store = store
+        try:
+            applied = migrate_clickhouse(store, database=self.database)
+        except QueryFailedError as error:
+            if error.code is None:  # no answer from the server
+                raise self._unavailable(error) from error
+            raise StartupError(
+                f"{self._where}: migrating {self.database!r} failed: {error}"
+            ) from error
+        except (AnalyticsStoreError, OSError) as error:
+            raise self._unavailable(error) from error
+        if applied:
+            logger.info("migrated %s: %s", self.database, ", ".join(m.name for m in applied))
+        self._projection = ClickHouseProjection(store, database=self.database)
+
+    def _unavailable(self, error: BaseException) -> DependencyUnavailableError:
+        return DependencyUnavailableError(f"{self._where}: {error}", dependency=self._where)
+
+    def _opened(self) -> ClickHouseProjection:
+        if self._projection is None:
+            self._open()
+        if self._projection is None:
+            raise RuntimeError("the ClickHouse projection did not open")
+        return self._projection
+
+    async def positions(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        stored = await self._on_thread(self._read_positions)
+        return {tp: stored[tp] for tp in partitions if tp in stored}
+
+    def _read_positions(self) -> dict[tuple[str, int], int]:
+        try:
+            return self._opened().positions()
+        except (AnalyticsStoreError, OSError) as error:
+            raise self._unavailable(error) from error
+
+    def revoked(self, partitions: Sequence[tuple[str, int]]) -> None:
+        """Nothing is kept per partition (positions are re-read on assignment)."""
+
+    async def apply(self, batch: DecodedBatch, deliver: Deliver) -> Applied:
+        applied = await self._on_thread(self._insert, batch)
+        if applied.dead_letters:
+            now = datetime.now(UTC)
+            await deliver(
+                [dead_letter_record(d, topic=self.dlq_topic, at=now) for d in applied.dead_letters]
+            )
+        # past every record of the batch (refused ones' dead letters are out, undecodable
+        # ones are another projection's), so a restart does not read them again
+        await self._on_thread(self._record_positions, batch.next_offsets())
+        return applied
+
+    def _insert(self, batch: DecodedBatch) -> Applied:
+        projection = self._opened()
+        sources = [d.source for d in batch.events]
+        pending = projection.pending(sources)
+        sink: Sink[SourceRecord, None] = Sink(STAGE_CLICKHOUSE, projection.insert_events, classify)
+        try:
+            outcome = apply_isolating(sink, pending, policy=QUICK_RETRIES, sleep=time.sleep)
+        except SinkUnavailableError as error:
+            raise self._unavailable(error) from error
+        raw_of = {id(d.source): d.raw for d in batch.events}
+        letters = [letter_for(raw_of[id(source)], error) for source, error in outcome.rejected]
+        return Applied(
+            events=len(pending) - len(letters),
+            duplicates=len(sources) - len(pending),
+            dead_letters=letters,
+            freshness=_freshness(pending),
+        )
+
+    def _record_positions(self, offsets: dict[tuple[str, int], int]) -> None:
+        try:
+            self._opened().record_next_offsets(offsets)
+        except (AnalyticsStoreError, OSError) as error:
+            raise self._unavailable(error) from error
+
+    async def stop(self) -> None:
+        def close() -> None:
+            if self._store is not None:
+                self._store.close()
+            self._store = self._projection = None
+
+        await self._on_thread(close)
+        self._thread.shutdown(wait=False)
+
+
+def _freshness(sources: Sequence[SourceRecord]) -> list[float]:
+    """Seconds from events' time to now, for at most `FRESHNESS_SAMPLES` evenly spread
+    events (the metric samples that many; the rest would be CPU for nothing)."""
+    if not sources:
+        return []
+    now = datetime.now(UTC)
+    step = -(-len(sources) // FRESHNESS_SAMPLES)
+    return [(now - s.event.time).total_seconds() for s in sources[::step]]
