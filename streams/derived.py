@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Final
 
 from turnlog.schemas import STRUCTURED_CONTENT_TYPE, SessionSummarized, TurnCompleted, encode
-from turnlog.streams.derived_state import SESSIONS_SOURCE, TURNS_SOURCE, Output
+from turnlog.streams.derived_model import SESSIONS_SOURCE, TURNS_SOURCE, Output
 from turnlog.streams.records import OutRecord
 
 __all__ = [

@@ -15,7 +15,8 @@ from datetime import datetime
 from typing import Any, Final
 
 from turnlog.schemas import CloudEvent, decode, encode
-from turnlog.streams.derived_state import DerivedState, Session, Tombstone, Turn
+from turnlog.streams.derived_model import Session, Tombstone, Turn
+from turnlog.streams.derived_state import DerivedState
 
 POSITION_KEY: Final = b"position"
 _FORMAT: Final = 1
