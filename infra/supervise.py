@@ -157,6 +157,8 @@ class Supervisor:
         supervisor has no threads, which makes a pre-exec function safe."""
         if self._libc is not None:
             self._libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+            if os.getppid() != self.state.supervisor_pid:  # it died before the prctl
+                os._exit(1)
 
     def run(self) -> int:
         """Supervise until SIGTERM or SIGINT; returns the supervisor's exit status."""
