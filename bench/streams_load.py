@@ -1,30 +1,30 @@
 """Streams load generator: throughput and event-to-visible freshness of the projections,
-for the worker (batch engine), its Faust engine and a plain aiokafka consumer loop, in
-the same run, with ratios against the loop.
+for the v2 worker (one process per projection) and two baselines in the same run: v1 (the
+worker as it was, from a git worktree of its commit) and a hand-tuned minimal projector;
+markdown tables of medians with ratios against each baseline.
 
     .venv/bin/python -m bench.streams_load [--sessions 1000] [--backlog 100000]
-        [--seconds 20] [--settings 10000x0.2] [--repeats 3]
-        [--consumers worker faust baseline] [--load-sessions 2000 3000]
+        [--seconds 20] [--warmup 5] [--settings 10000x0.2] [--repeats 3]
+        [--consumers v2 v1 minimal] [--projections postgres clickhouse derived]
+        [--load-sessions 2000 3000] [--v1-worktree /tmp/turnlog-v1]
 
 1. Throughput (the most each sustains): a backlog of simulated sessions (`streams_mix`:
    interims several times a second while the user speaks, a turn every few seconds with
    its transcript, messages, STT/LLM/TTS/EOU metrics and usage, occasional tools and
    interruptions; ~580-byte events) is produced once to a scratch topic, then drained by
-   each consumer and batch setting in turn, each into fresh sinks: events/s into both
-   projections. `--backlog 0` skips it.
-2. Freshness: for each consumer and setting, on a fresh topic, `--sessions` sessions run
-   in real time (~3.4 events/s each); after `--warmup` s, `--seconds` s of events are
-   measured from event time to visible in PostgreSQL and in ClickHouse (p50, p99).
+   each consumer in turn, each into fresh sinks: events/s into both PostgreSQL and
+   ClickHouse (the later of the two), and, for v2, into each projection and the derived
+   one alone. `--backlog 0` skips it.
+2. Freshness: for each consumer, on a fresh topic, `--sessions` sessions run in real time
+   (~3.4 events/s each); after `--warmup` s, `--seconds` s of events are measured from
+   event time to visible in PostgreSQL and in ClickHouse (p50, p99).
 3. Load (with `--load-sessions`): the same live run at more sessions, to see up to which
    live rate a consumer keeps up (drain: seconds from the last event sent until all are
    visible; about one batch cycle while it keeps up).
 Every phase is repeated `--repeats` times, the order of the consumers alternating;
-tables show medians. Consumers (`streams_consumers`): `worker` is `python -m turnlog.streams
-worker`, `faust` the same on `TURNLOG_STREAMS_ENGINE=faust`, `baseline` the same
-processor and sinks in a plain aiokafka loop batching greedily (`streams_baseline`),
-`take` that loop batching as `take_events`; each is a process of its own, configured by
-environment only. How visibility is measured: `streams_measure`. Everything made
-(topics, schemas, chDB folders) is removed at the end.
+tables show medians. Consumers and what is polled: `streams_consumers`; how visibility
+is measured: `streams_measure`. Everything made (topics, schemas, chDB folders) is
+removed at the end.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import random
 import shutil
@@ -42,11 +43,21 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Final
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from bench.streams_consumers import BatchSetting, ConsumerRun, wait_for
+from bench.streams_consumers import (
+    KINDS,
+    V1_WORKTREE,
+    V2_PROJECTIONS,
+    BatchSetting,
+    ConsumerRun,
+    ensure_worktree,
+    wait_for,
+)
 from bench.streams_measure import (
+    Poller,
     freshness,
     new_producer,
     percentile,
@@ -59,21 +70,19 @@ from turnlog.infra.stack.config import load_settings
 from turnlog.infra.stack.topics import ensure_topics
 from turnlog.schemas import encode, topic_specs
 
-GOAL_EVENTS_PER_SECOND = 20_000
-GOAL_P99 = {"postgres": 0.5, "clickhouse": 2.0}
+GOAL_EVENTS_PER_SECOND: Final = 20_000
+GOAL_P99: Final = {"postgres": 0.5, "clickhouse": 1.0}
 """p99 event-to-visible seconds at 1,000 concurrent sessions."""
-CONSUMERS = ("worker", "faust", "baseline")
-"""Measured by default; `take` (the baseline loop batching as `take_events`) on demand."""
-BASELINE = "baseline"
+BASELINES: Final = ("v1", "minimal")
+BOTH: Final = ("postgres", "clickhouse")
 
 
 @dataclass(frozen=True)
 class Throughput:
     kind: str
     setting: BatchSetting
-    both: float | None
-    postgres: float | None
-    clickhouse: float | None
+    rates: dict[str, float | None]
+    """events/s: `both` (PostgreSQL and ClickHouse), and per polled sink."""
 
 
 @dataclass(frozen=True)
@@ -83,15 +92,14 @@ class Freshness:
     sessions: int
     produced_per_second: float
     events: int
-    postgres: tuple[float, float]
-    """p50, p99 seconds."""
-    clickhouse: tuple[float, float]
+    quantiles: dict[str, tuple[float, float]]
+    """Per sink (postgres, clickhouse): p50, p99 seconds."""
     drain: float
     """Seconds from the last event sent to every event visible in both sinks: about one
     batch cycle when the consumer keeps up, more when it fell behind."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class Bench:
     args: argparse.Namespace
     bootstrap: str
@@ -100,8 +108,10 @@ class Bench:
     runs: list[ConsumerRun] = field(default_factory=list)
 
     def run(self, kind: str, setting: BatchSetting, prefix: str) -> ConsumerRun:
-        name = f"{kind[:1]}{uuid.uuid4().hex[:8]}"
-        run = ConsumerRun(kind, setting, prefix, name, self.scratch, self.bootstrap, self.dsn)
+        name = f"{kind[:2]}{uuid.uuid4().hex[:8]}"
+        run = ConsumerRun(kind, setting, prefix, name, self.scratch, self.bootstrap, self.dsn,
+                          projections=tuple(self.args.projections),
+                          worktree=self.args.v1_worktree)  # fmt: skip
         self.runs.append(run)
         return run
 
@@ -115,7 +125,7 @@ class Bench:
 
 @contextlib.contextmanager
 def scratch_topics(bootstrap: str) -> Iterator[str]:
-    """The four topics under a fresh prefix, deleted afterwards; yields the prefix."""
+    """The topics under a fresh prefix, deleted afterwards; yields the prefix."""
     prefix = f"bench-{uuid.uuid4().hex[:8]}."
     specs = topic_specs(prefix)
     asyncio.run(ensure_topics(bootstrap, specs))
@@ -134,28 +144,41 @@ async def _delete_topics(bootstrap: str, names: list[str]) -> None:
         await admin.close()
 
 
-def measure_throughput(run: ConsumerRun, total: int) -> Throughput:
+@contextlib.contextmanager
+def polling(run: ConsumerRun) -> Iterator[dict[str, Poller]]:
+    """The consumer started with its pollers; everything stopped and dropped afterwards."""
     run.start()
-    postgres, clickhouse = run.pollers()
-    postgres.start()
-    clickhouse.start()
+    pollers = run.pollers()
+    for poller in pollers.values():
+        poller.start()
     try:
-        wait_for(lambda: postgres.visible() >= total and clickhouse.visible() >= total,
-                 timeout=max(120.0, total / 1000), run=run,
-                 what=f"{total} events visible in both sinks")  # fmt: skip
+        yield pollers
     finally:
         run.stop()
-        postgres.stop()
-        clickhouse.stop()
+        for poller in pollers.values():
+            poller.stop()
+            close = getattr(poller.read, "close", None)
+            if close is not None:
+                close()
         run.drop()
-    samples = (postgres.samples, clickhouse.samples)
-    return Throughput(
-        run.kind,
-        run.setting,
-        sustained_rate(samples, total),
-        sustained_rate(samples[:1], total),
-        sustained_rate(samples[1:], total),
-    )
+
+
+def visible_in(pollers: dict[str, Poller], sinks: Sequence[str]) -> int:
+    """Events visible in every one of `sinks` that is polled."""
+    return min((pollers[s].visible() for s in sinks if s in pollers), default=0)
+
+
+def measure_throughput(run: ConsumerRun, total: int) -> Throughput:
+    with polling(run) as pollers:
+        wait_for(lambda: visible_in(pollers, list(pollers)) >= total,
+                 timeout=max(180.0, total / 500), run=run,
+                 what=f"{total} events visible in {', '.join(pollers)}")  # fmt: skip
+    rates: dict[str, float | None] = {
+        sink: sustained_rate([p.samples], total) for sink, p in pollers.items()
+    }
+    both = [pollers[s].samples for s in BOTH if s in pollers]
+    rates["both"] = sustained_rate(both, total) if len(both) == len(BOTH) else None
+    return Throughput(run.kind, run.setting, rates)
 
 
 async def produce_probe(bootstrap: str, topic: str) -> None:
@@ -176,32 +199,28 @@ def measure_freshness(
     args = bench.args
     with scratch_topics(bench.bootstrap) as prefix:
         run = bench.run(kind, setting, prefix)
-        run.start()
-        postgres, clickhouse = run.pollers()
-        postgres.start()
-        clickhouse.start()
-        try:
+        with polling(run) as pollers:
             asyncio.run(produce_probe(bench.bootstrap, run.topic))
-            wait_for(lambda: postgres.visible() >= 1 and clickhouse.visible() >= 1,
-                     timeout=120, run=run, what="the probe event visible")  # fmt: skip
+            wait_for(lambda: visible_in(pollers, BOTH) >= 1, timeout=180, run=run,
+                     what="the probe event visible")  # fmt: skip
             began = time.time()
             log = asyncio.run(produce_live(
                 bench.bootstrap, run.topic, sessions=sessions,
                 seconds=args.warmup + args.seconds, seed=seed, run=run.name))  # fmt: skip
             sent = time.time()
-            wait_for(lambda: min(postgres.visible(), clickhouse.visible()) >= log.count + 1,
+            wait_for(lambda: visible_in(pollers, BOTH) >= log.count + 1,
                      timeout=300, run=run, what="every event visible")  # fmt: skip
             drain = time.time() - sent
-        finally:
-            run.stop()
-            postgres.stop()
-            clickhouse.stop()
-            run.drop()
     window = {"since": began + args.warmup, "until": began + args.warmup + args.seconds}
-    ages = [freshness(p.samples, log, **window) for p in (postgres, clickhouse)]
-    quantiles = [(percentile(a, 0.5), percentile(a, 0.99)) for a in ages]
+    quantiles: dict[str, tuple[float, float]] = {}
+    events = 0
+    for sink in BOTH:
+        if sink in pollers:
+            ages = freshness(pollers[sink].samples, log, **window)
+            quantiles[sink] = (percentile(ages, 0.5), percentile(ages, 0.99))
+            events = len(ages)
     return Freshness(kind, setting, sessions, log.count / (args.warmup + args.seconds),
-                     len(ages[0]), quantiles[0], quantiles[1], drain)  # fmt: skip
+                     events, quantiles, drain)  # fmt: skip
 
 
 def run_phases(bench: Bench) -> tuple[list[Throughput], list[Freshness]]:
@@ -216,13 +235,14 @@ def run_phases(bench: Bench) -> tuple[list[Throughput], list[Freshness]]:
     for sessions, consumers in loads:
         for repeat in range(args.repeats):
             for setting in settings:
-                for kind in _order(consumers, repeat):
+                for kind in alternate(consumers, repeat):
                     measured = measure_freshness(bench, kind, setting, sessions=sessions,
                                                  seed=args.seed + repeat)  # fmt: skip
+                    pg, ch = (measured.quantiles.get(s, (math.nan,) * 2)[1] for s in BOTH)
                     print(f"  freshness  {kind:<8} {setting} x{sessions}: "
-                          f"{measured.produced_per_second:,.0f} ev/s, PG p99 "
-                          f"{measured.postgres[1]:.3f}s, CH p99 {measured.clickhouse[1]:.3f}s, "
-                          f"drained {measured.drain:.1f}s after the last event", flush=True)
+                          f"{measured.produced_per_second:,.0f} ev/s, PG p99 {pg:.3f}s, "
+                          f"CH p99 {ch:.3f}s, drained {measured.drain:.1f}s after the last "
+                          "event", flush=True)  # fmt: skip
                     fresh.append(measured)
     return throughputs, fresh
 
@@ -231,7 +251,7 @@ def drain_backlog(bench: Bench, settings: list[BatchSetting]) -> list[Throughput
     args = bench.args
     throughputs: list[Throughput] = []
     with scratch_topics(bench.bootstrap) as prefix:
-        turns = max(1, round((args.backlog / args.sessions - 7) / 22))
+        turns = backlog_turns(args.backlog, args.sessions)
         total = asyncio.run(produce_backlog(bench.bootstrap, prefix + "turnlog.events",
                                             sessions=args.sessions, turns=turns,
                                             seed=args.seed, run="backlog"))  # fmt: skip
@@ -239,112 +259,160 @@ def drain_backlog(bench: Bench, settings: list[BatchSetting]) -> list[Throughput
               flush=True)  # fmt: skip
         for repeat in range(args.repeats):
             for setting in settings:
-                for kind in _order(args.consumers, repeat):
+                for kind in alternate(args.consumers, repeat):
                     drained = measure_throughput(bench.run(kind, setting, prefix), total)
-                    print(f"  throughput {kind:<8} {setting}: {_rate(drained.both)}", flush=True)
+                    shown = ", ".join(f"{k} {rate_text(v).strip()}"
+                                      for k, v in drained.rates.items())  # fmt: skip
+                    print(f"  throughput {kind:<8} {setting}: {shown}", flush=True)
                     throughputs.append(drained)
     return throughputs
 
 
-def _order(consumers: Sequence[str], repeat: int) -> list[str]:
-    """Alternate which consumer goes first, so neither always runs on a warmer machine."""
-    return list(consumers) if repeat % 2 == 0 else list(reversed(consumers))
+def backlog_turns(backlog: int, sessions: int) -> int:
+    """Turns per session so `sessions` whole sessions make about `backlog` events (a
+    session is ~7 events of opening and closing plus ~22 a turn)."""
+    return max(1, round((backlog / sessions - 7) / 22))
 
 
-def _rate(value: float | None) -> str:
-    return f"{value:>9,.0f}" if value is not None else "      n/a"
+def alternate(consumers: Sequence[str], repeat: int) -> list[str]:
+    """Rotate which consumer goes first, so none always runs on a warmer machine."""
+    shift = repeat % len(consumers) if consumers else 0
+    return [*consumers[shift:], *consumers[:shift]]
 
 
-def _median(values: Sequence[float | None]) -> float | None:
-    known = [v for v in values if v is not None]
+def rate_text(value: float | None) -> str:
+    return f"{value:,.0f}" if value is not None and not math.isnan(value) else "n/a"
+
+
+def median(values: Sequence[float | None]) -> float | None:
+    known = [v for v in values if v is not None and not math.isnan(v)]
     return statistics.median(known) if known else None
+
+
+def ratio_text(value: float | None, base: float | None) -> str:
+    return f"{value / base:.2f}" if value and base else "-"
+
+
+def throughput_table(throughputs: Sequence[Throughput], consumers: Sequence[str],
+                     setting: BatchSetting) -> list[str]:  # fmt: skip
+    """Markdown rows: median events/s per consumer, and ratios of `both` to each baseline."""
+    medians: dict[str, dict[str, float | None]] = {}
+    for kind in consumers:
+        runs = [t for t in throughputs if t.kind == kind and t.setting == setting]
+        if runs:
+            medians[kind] = {sink: median([t.rates.get(sink) for t in runs])
+                             for sink in ("both", *V2_PROJECTIONS)}  # fmt: skip
+    bases = [b for b in BASELINES if b in medians]
+    lines = ["| consumer | both (PG and CH) | PostgreSQL | ClickHouse | derived | "
+             + " | ".join(f"x {b}" for b in bases) + " |",
+             "|---|---:|---:|---:|---:|" + "---:|" * len(bases)]  # fmt: skip
+    for kind, rates in medians.items():
+        ratios = [ratio_text(rates["both"], medians[b]["both"]) for b in bases]
+        lines.append(f"| {kind} | " + " | ".join(rate_text(rates[s]) for s in
+                     ("both", *V2_PROJECTIONS)) + " | " + " | ".join(ratios) + " |")  # fmt: skip
+    return lines
+
+
+def freshness_table(fresh: Sequence[Freshness], consumers: Sequence[str],
+                    setting: BatchSetting, sessions: int) -> list[str]:  # fmt: skip
+    """Markdown rows: median p50/p99 per consumer, p99 ratios (PG/CH) to each baseline."""
+    medians: dict[str, dict[str, float]] = {}
+    for kind in consumers:
+        runs = [
+            r for r in fresh if r.kind == kind and r.setting == setting and r.sessions == sessions
+        ]
+        if runs:
+            medians[kind] = freshness_medians(runs)
+    bases = [b for b in BASELINES if b in medians]
+    lines = ["| consumer | events/s | PG p50 | PG p99 | CH p50 | CH p99 | drain | "
+             + "".join(f"p99 PG/CH ÷ {b} | " for b in bases) + "goals |",
+             "|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(bases) + "---|"]  # fmt: skip
+    for kind, m in medians.items():
+        ratios = [f"{ratio_text(m['pg99'], medians[b]['pg99'])} / "
+                  f"{ratio_text(m['ch99'], medians[b]['ch99'])}" for b in bases]  # fmt: skip
+        met = m["pg99"] <= GOAL_P99["postgres"] and m["ch99"] <= GOAL_P99["clickhouse"]
+        lines.append(
+            f"| {kind} | {m['rate']:,.0f} | {m['pg50']:.3f} | {m['pg99']:.3f} | "
+            f"{m['ch50']:.3f} | {m['ch99']:.3f} | {m['drain']:.1f} s | "
+            + "".join(f"{r} | " for r in ratios)
+            + ("met" if met else "MISSED")
+            + " |"
+        )
+    return lines
+
+
+def freshness_medians(runs: Sequence[Freshness]) -> dict[str, float]:
+    """events/s, p50 and p99 of each sink, drain: medians over `runs` (nan if unpolled)."""
+    nan = (math.nan, math.nan)
+
+    def med(values: list[float]) -> float:
+        value = median(list(values))
+        return math.nan if value is None else value
+
+    return {
+        "rate": med([r.produced_per_second for r in runs]),
+        "pg50": med([r.quantiles.get("postgres", nan)[0] for r in runs]),
+        "pg99": med([r.quantiles.get("postgres", nan)[1] for r in runs]),
+        "ch50": med([r.quantiles.get("clickhouse", nan)[0] for r in runs]),
+        "ch99": med([r.quantiles.get("clickhouse", nan)[1] for r in runs]),
+        "drain": med([r.drain for r in runs]),
+    }
 
 
 def report(throughputs: list[Throughput], fresh: list[Freshness], args: argparse.Namespace) -> None:
     settings = [BatchSetting.parse(s) for s in args.settings]
-    if throughputs:
-        print(f"\nthroughput: backlog drained into both projections, events/s (median of "
-              f"{args.repeats}; goal {GOAL_EVENTS_PER_SECOND:,}; ratio: both / {BASELINE}'s)")
-        print(f"{'batch':<14}{'consumer':<10}{'both':>10}{'PostgreSQL':>12}{'ClickHouse':>12}"
-              f"{'ratio':>8}")  # fmt: skip
+    v2 = f"v2 = {len(args.projections)} processes ({', '.join(args.projections)})"
     for setting in settings:
-        rows: dict[str, list[float | None]] = {}
-        for kind in args.consumers:
-            drains = [r for r in throughputs if r.kind == kind and r.setting == setting]
-            if drains:
-                rows[kind] = [_median([getattr(r, sink) for r in drains])
-                              for sink in ("both", "postgres", "clickhouse")]  # fmt: skip
-        base = rows.get(BASELINE, [None])[0]
-        for kind, (both, pg, ch) in rows.items():
-            ratio = f"{both / base:>8.2f}" if both and base else f"{'':>8}"
-            print(f"{setting!s:<14}{kind:<10}{_rate(both):>10}{_rate(pg):>12}{_rate(ch):>12}"
-                  f"{ratio}")  # fmt: skip
-    sessions = sorted({r.sessions for r in fresh})
-    print(f"\nfreshness: concurrent sessions live, {args.seconds:g}s measured after "
-          f"{args.warmup:g}s warm-up; event time to visible, seconds (median of "
-          f"{args.repeats}; goal at 1,000 sessions: p99 <= {GOAL_P99['postgres']} PG, <= "
-          f"{GOAL_P99['clickhouse']} CH; ratio: p99 / {BASELINE}'s p99, PG and CH)")
-    print(f"{'batch':<14}{'sessions':>8} {'consumer':<10}{'events/s':>9}{'PG p50':>8}"
-          f"{'PG p99':>8}{'CH p50':>8}{'CH p99':>8}{'drain':>7}  ratio PG/CH  goals")
-    for setting in settings:
-        for count in sessions:
-            medians: dict[str, tuple[float, ...]] = {}
-            for kind in (*args.consumers, *args.load_consumers):
-                runs = [r for r in fresh
-                        if r.kind == kind and r.setting == setting and r.sessions == count]
-                if runs and kind not in medians:
-                    medians[kind] = _freshness_medians(runs)
-            for kind, values in medians.items():
-                print(_freshness_row(setting, count, kind, values, medians.get(BASELINE)))
-
-
-def _freshness_medians(runs: list[Freshness]) -> tuple[float, ...]:
-    """events/s, PG p50, PG p99, CH p50, CH p99, drain: medians over `runs`."""
-    return tuple(
-        statistics.median(values)
-        for values in zip(*((r.produced_per_second, *r.postgres, *r.clickhouse, r.drain)
-                            for r in runs), strict=True)
-    )  # fmt: skip
-
-
-def _freshness_row(setting: BatchSetting, sessions: int, kind: str,
-                   values: tuple[float, ...], base: tuple[float, ...] | None) -> str:  # fmt: skip
-    rate, pg50, pg99, ch50, ch99, drain = values
-    ratio = f"{pg99 / base[2]:>5.2f}/{ch99 / base[4]:<5.2f}" if base else f"{'':>11}"
-    met = pg99 <= GOAL_P99["postgres"] and ch99 <= GOAL_P99["clickhouse"]
-    return (f"{setting!s:<14}{sessions:>8} {kind:<10}{rate:>9,.0f}{pg50:>8.3f}{pg99:>8.3f}"
-            f"{ch50:>8.3f}{ch99:>8.3f}{drain:>6.1f}s  {ratio}  {'met' if met else 'MISSED'}")
+        if throughputs:
+            print(f"\n**Throughput**, backlog drained, events/s, batch {setting}, median of "
+                  f"{args.repeats} ({v2}; goal {GOAL_EVENTS_PER_SECOND:,} into both; ratios: "
+                  "both ÷ the baseline's both)\n")  # fmt: skip
+            print("\n".join(throughput_table(throughputs, args.consumers, setting)))
+        for sessions in sorted({r.sessions for r in fresh}):
+            consumers = list(dict.fromkeys([*args.consumers, *args.load_consumers]))
+            print(f"\n**Freshness** at {sessions:,} live sessions, batch {setting}: event time "
+                  f"to visible, seconds, {args.seconds:g} s measured after {args.warmup:g} s "
+                  f"warm-up, median of {args.repeats} (goals at 1,000 sessions: p99 ≤ "
+                  f"{GOAL_P99['postgres']} s PG, ≤ {GOAL_P99['clickhouse']} s CH)\n")  # fmt: skip
+            print("\n".join(freshness_table(fresh, consumers, setting, sessions)))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--sessions", type=int, default=1000)
     parser.add_argument("--backlog", type=int, default=100_000)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--settings", nargs="+", default=["10000x0.2"],
+                        help="batch settings, SIZExWITHIN (events x seconds)")  # fmt: skip
+    parser.add_argument("--consumers", nargs="+", default=list(KINDS), choices=KINDS)
     parser.add_argument(
-        "--settings",
+        "--projections",
         nargs="+",
-        default=["10000x0.2"],
-        help="batch settings, SIZExWITHIN (events x seconds)",
+        default=list(V2_PROJECTIONS),
+        choices=V2_PROJECTIONS,
+        help="v2's processes, one per projection",
     )
-    parser.add_argument("--consumers", nargs="+", default=list(CONSUMERS),
-                        choices=(*CONSUMERS, "take"))  # fmt: skip
-    parser.add_argument("--load-sessions", nargs="*", type=int, default=[],
-                        help="more live runs at these session counts (phase 3)")
-    parser.add_argument("--load-consumers", nargs="+", default=["worker", BASELINE],
-                        choices=(*CONSUMERS, "take"))  # fmt: skip
+    parser.add_argument(
+        "--load-sessions",
+        nargs="*",
+        type=int,
+        default=[],
+        help="more live runs at these session counts (phase 3)",
+    )
+    parser.add_argument("--load-consumers", nargs="+", default=["v2", "minimal"], choices=KINDS)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--v1-worktree", type=Path, default=V1_WORKTREE)
     args = parser.parse_args()
+    if "v1" in (*args.consumers, *args.load_consumers):
+        ensure_worktree(args.v1_worktree)
     stack = load_settings()
     scratch = stack.state_dir / "bench" / f"streams-load-{uuid.uuid4().hex[:8]}"
     scratch.mkdir(parents=True)
-    print(
-        f"streams load: {os.cpu_count()} cores, Kafka {stack.kafka_bootstrap}; consumers "
-        f"{', '.join(args.consumers)}; batch settings {', '.join(args.settings)}",
-        flush=True,
-    )
+    print(f"streams load: {os.cpu_count()} cores, Kafka {stack.kafka_bootstrap}; consumers "
+          f"{', '.join(args.consumers)}; v2 projections {', '.join(args.projections)}; batch "
+          f"settings {', '.join(args.settings)}; seed {args.seed}", flush=True)  # fmt: skip
     bench = Bench(args, stack.kafka_bootstrap, stack.postgres_dsn, scratch)
     try:
         throughputs, fresh = run_phases(bench)
