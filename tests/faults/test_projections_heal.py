@@ -5,6 +5,8 @@
   resumes where its stored offsets say, exact.
 - A projector killed (kill -9) beside another of its group: its partitions are served
   again within a few seconds (session timeout 3 s); the seconds are printed.
+- The ClickHouse projection down for a minute: PostgreSQL stays as fresh as before, and
+  ClickHouse catches up, exact, once it is back.
 """
 
 from __future__ import annotations
@@ -15,21 +17,27 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from statistics import median
+from typing import Any
 
 import pytest
+from psycopg import sql
 
 from tests.conftest import unique
 from tests.faults.conftest import TEST_STACKS, IsolatedBroker, free_port
 from tests.integration.test_streams_support import (
+    CLICKHOUSE_DATABASE,
     Reference,
     StreamsEnv,
     WorkerProcess,
     produce,
     wait_caught_up,
+    without_final,
 )
 from tests.unit.test_streams_support import all_events, bodies, renamed
 from turnlog.infra.stack.config import StackSettings
 from turnlog.infra.stack.postgres import Postgres
+from turnlog.projections.clickhouse import queries
 from turnlog.projections.clickhouse.store import AnalyticsStore
 
 pytestmark = pytest.mark.faults
@@ -138,3 +146,95 @@ def wait_assigned(worker: WorkerProcess, wanted: object, *, timeout: float = 60)
         assert worker.alive(), worker.tail()
         assert time.monotonic() < deadline, f"assignment never right ({parts}):\n{worker.tail()}"
         time.sleep(0.05)
+
+
+OUTAGE = 60.0
+"""Seconds the ClickHouse projection is down."""
+
+
+def test_clickhouse_down_for_a_minute_leaves_postgres_fresh_and_then_catches_up(
+    kafka_bootstrap: str, postgres_dsn: str, analytics_store: AnalyticsStore, tmp_path: Path
+) -> None:
+    """ClickHouse is embedded (chDB), so its outage is its projector's: killed for a
+    minute, then started again. The PostgreSQL projection, another group in another
+    process, goes on as before; then ClickHouse catches up, exact."""
+    env = StreamsEnv(kafka_bootstrap, postgres_dsn, tmp_path / "pg", batch_size=2000,
+                     projections=("postgres",))  # fmt: skip
+    env.create()
+    ch_env = dataclasses.replace(env, root=tmp_path / "ch", metrics_port=free_port(),
+                                 chdb_folder=tmp_path / "chdb", projections=("clickhouse",))
+    pg_worker, ch_worker = WorkerProcess(env), WorkerProcess(ch_env)
+    reference = Reference(postgres_dsn, analytics_store)
+    sent: list[Any] = []
+    try:
+        pg_worker.start()
+        ch_worker.start()
+        before = [visible_after(env, pg_worker, f"~fresh{i}", sent) for i in range(8)]
+        ch_worker.kill()
+        down_at = time.monotonic()
+        during: list[float] = []
+        while time.monotonic() - down_at < OUTAGE:
+            during.append(visible_after(env, pg_worker, f"~down{len(during)}", sent))
+            time.sleep(0.5)
+        ch_worker.start()
+        wait_caught_up(ch_env, ch_worker, timeout=120)
+        wait_caught_up(env, pg_worker)
+        print(f"\nPostgreSQL freshness (produce to visible), p50 / max: before "
+              f"{median(before):.3f} / {max(before):.3f} s ({len(before)} samples), with "
+              f"ClickHouse down {median(during):.3f} / {max(during):.3f} s ({len(during)})")
+        assert max(during) <= max(1.0, 3 * max(before)), (before, during)
+        reference.add(sent)
+        clickhouse = ch_env.clickhouse()
+        assert queries.checksum(clickhouse, CLICKHOUSE_DATABASE) == reference.ch_checksum()
+        assert without_final(clickhouse, CLICKHOUSE_DATABASE) == without_final(
+            reference.store, reference.database)
+        assert env.pg_checksum() == reference.pg_checksum()
+    finally:
+        pg_worker.stop()
+        ch_worker.stop()
+        reference.drop()
+        env.drop()
+
+
+def visible_after(env: StreamsEnv, worker: WorkerProcess, suffix: str, sent: list[Any]) -> float:
+    """Produce a copy of the recorded sessions; seconds until PostgreSQL has all of it."""
+    events = renamed(all_events(), suffix)
+    began = time.monotonic()
+    produce(env.bootstrap, env.events_topic, bodies(events))
+    sent.extend(events)
+    query = sql.SQL("SELECT count(*) FROM {} WHERE session_id LIKE %s").format(
+        sql.Identifier(env.schema, "applied_events"))
+    with env.pg() as conn:
+        while True:
+            row = conn.execute(query, (f"%{suffix}",)).fetchone()
+            if row is not None and row[0] == len(events):
+                return time.monotonic() - began
+            assert worker.alive(), worker.tail()
+            assert time.monotonic() - began < 30, worker.tail()
+            time.sleep(0.01)
+
+
+def test_a_stop_with_kafka_down_ends_within_its_timeout(
+    broker: IsolatedBroker, postgres_dsn: str, tmp_path: Path
+) -> None:
+    env = StreamsEnv(broker.bootstrap, postgres_dsn, tmp_path, batch_size=200,
+                     projections=("postgres",))  # fmt: skip
+    env.create()
+    worker = WorkerProcess(env)
+    try:
+        worker.start()
+        broker.stop()
+        time.sleep(3)  # the consumer notices: fetches and heartbeats fail
+        assert worker.alive(), worker.tail()
+        began = time.monotonic()
+        code = worker.stop(timeout=60)
+        took = time.monotonic() - began
+        print(f"\nSIGTERM with Kafka down: exit {code} after {took:.1f} s")
+        assert code == 0, worker.tail()
+        assert took <= 25, worker.tail()
+        lines = worker.log.read_text(errors="replace").splitlines()
+        assert len(lines) < 2000, "client errors are rate-limited in the log"
+    finally:
+        broker.start()
+        worker.stop()
+        env.drop()

@@ -254,20 +254,24 @@ def produce(
     return asyncio.run(run())
 
 
-def read_topic(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every record of `topic` now, by partition and offset."""
+def read_topic(
+    bootstrap: str, topic: str, *, isolation_level: str = "read_committed"
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of `topic` now, by partition and offset (committed ones only, unless
+    `isolation_level="read_uncommitted"`: the derived topics are written in transactions)."""
 
     async def run() -> list[ConsumerRecord[bytes, bytes]]:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap, enable_auto_commit=False,
             max_partition_fetch_bytes=16 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024,
+            isolation_level=isolation_level,
         )  # fmt: skip
         await consumer.start()
         try:
             partitions = await topic_partitions(bootstrap, topic)
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
-            ends = await consumer.end_offsets(partitions)
+            ends = await consumer.end_offsets(partitions)  # the last stable offsets
             records: list[ConsumerRecord[bytes, bytes]] = []
             while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
                 batches = await consumer.getmany(timeout_ms=1000)
