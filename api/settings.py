@@ -59,7 +59,9 @@ class ApiSettings(BaseSettings):
     """Schema of the read models, the API keys and the issuance record."""
     postgres_pool_size: int = Field(8, ge=1, le=100, validation_alias="TURNLOG_API_PG_POOL_SIZE")
     """Connections the API keeps to PostgreSQL."""
-    clickhouse_url: ClickHouseUrl | None = Field(None, validation_alias="TURNLOG_CLICKHOUSE_URL")
+    clickhouse_url: ClickHouseUrl | None = Field(
+        None, validation_alias="TURNLOG_CLICKHOUSE_URL", repr=False
+    )
     """`chdb:///abs/path` (read through its owner's query endpoint) or
     `http(s)://host:8123`; default: embedded at `<repo>/.turnlog/clickhouse`."""
     clickhouse_database: str = Field(

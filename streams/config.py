@@ -48,7 +48,9 @@ class StreamsSettings(BaseSettings):
     """PostgreSQL connection URL of the read models (a secret: logged redacted)."""
     postgres_schema: str = Field("public", min_length=1, validation_alias="TURNLOG_POSTGRES_SCHEMA")
     """Schema that holds the read models (migrated by `turnlog stack up`)."""
-    clickhouse_url: ClickHouseUrl | None = Field(None, validation_alias="TURNLOG_CLICKHOUSE_URL")
+    clickhouse_url: ClickHouseUrl | None = Field(
+        None, validation_alias="TURNLOG_CLICKHOUSE_URL", repr=False
+    )
     """`chdb:///abs/path` (embedded, owned by this worker) or `http(s)://host:8123`; default:
     embedded at `<repo>/.turnlog/clickhouse`, as the stack launcher has it."""
     clickhouse_database: str = Field(
