@@ -4,7 +4,10 @@
  */
 export type Datacontenttype = "application/json";
 /**
- * Event id, a UUIDv7 in lower-case canonical form: unique, and ordered by time.
+ * Event id: any non-empty string, unique per producer (CloudEvents 1.0). Turnlog's
+ * own producers write a UUIDv7 in lower-case canonical form; other producers' ids
+ * (a UUIDv4, `evt-42`) are accepted as they are. Order comes from `sequence`, never
+ * from the id.
  */
 export type Id = string;
 /**
