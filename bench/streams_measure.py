@@ -82,7 +82,7 @@ async def produce_backlog(bootstrap: str, topic: str, *, sessions: int, turns: i
     count = 0
     try:
         pending: list[asyncio.Future[Any]] = []
-        for session, at, payload in _interleaved(streams, turns):
+        for session, at, payload in interleaved(streams, turns):
             event = session.event(payload, at)
             pending.append(await producer.send(topic, encode(event), key=session.id.encode()))
             if len(pending) >= 20_000:
@@ -94,7 +94,7 @@ async def produce_backlog(bootstrap: str, topic: str, *, sessions: int, turns: i
     return count
 
 
-def _interleaved(streams: Sequence[tuple[Session, datetime]], turns: int) -> Any:
+def interleaved(streams: Sequence[tuple[Session, datetime]], turns: int) -> Any:
     """(session, time, payload) of every step of every session, in time order."""
     queue: list[tuple[datetime, int]] = []
     iterators = []

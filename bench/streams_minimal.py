@@ -23,6 +23,7 @@ Settings as the worker's (`streams.config`, from the environment). Stops on SIGT
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Iterable, Sequence
@@ -35,6 +36,7 @@ from psycopg import sql
 from pydantic_core import from_json, to_json
 
 from turnlog.projections.clickhouse.store import AnalyticsStore, connect
+from turnlog.streams.cli import GC_THRESHOLD
 from turnlog.streams.config import StreamsSettings, load_streams_settings
 from turnlog.streams.startup import FETCH_BYTES, start_query_endpoint, verify_topics
 
@@ -99,6 +101,9 @@ class PostgresSide:
     def offsets(self) -> dict[tuple[str, int], int]:
         rows = self.conn.execute(self._load, (self.consumer,)).fetchall()
         return {(str(t), int(p)): int(o) for t, p, o in rows}
+
+    def write_values(self, values: Sequence[bytes], offsets: dict[tuple[str, int], int]) -> None:
+        self.write(event_rows(values), offsets)
 
     def write(self, rows: Sequence[Row], offsets: dict[tuple[str, int], int]) -> None:
         keys = sorted(offsets)
@@ -201,9 +206,8 @@ async def consume(settings: StreamsSettings, stop: asyncio.Event) -> None:
     async def write(messages: list[Any]) -> None:
         values = [m.value for m in messages]
         offsets = next_offsets(messages)
-        rows = event_rows(values)
-        await asyncio.gather(
-            loop.run_in_executor(pg_thread, postgres.write, rows, offsets),
+        await asyncio.gather(  # decoding on the PostgreSQL thread while chDB inserts
+            loop.run_in_executor(pg_thread, postgres.write_values, values, offsets),
             loop.run_in_executor(ch_thread, clickhouse.write, values, offsets),
         )
 
@@ -230,6 +234,11 @@ async def consume(settings: StreamsSettings, stop: asyncio.Event) -> None:
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     settings = load_streams_settings()
+    # as the worker (streams.cli): long-lived objects out of the collector's scans, and
+    # young objects collected less often (a batch keeps ~50,000 alive)
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
 
     async def run() -> None:
         stop = asyncio.Event()
