@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -135,3 +136,43 @@ def test_each_projection_runs_as_its_own_supervised_service(
 def _child(service: Service) -> int | None:
     state = service.supervisor_state()
     return state.child_pid if state is not None else None
+
+
+def test_a_clickhouse_projector_started_during_the_ddl_waits_for_the_folder(
+    tmp_path: Path, kafka_bootstrap: str, postgres_dsn: str
+) -> None:
+    """`stack up` applies the DDL in a child that holds the chDB folder for a few seconds;
+    a supervised ClickHouse projector starting then waits for the folder instead of
+    failing (no restart), and is healthy once the child lets go."""
+    env = StreamsEnv(root=tmp_path / "streams", bootstrap=kafka_bootstrap, dsn=postgres_dsn)
+    env.create()
+    settings = StackSettings(
+        state_dir=tmp_path / "state", cache_dir=tmp_path / "cache", topic_prefix=env.prefix,
+        streams_clickhouse_metrics_port=free_port(), streams_query_port=free_port(),
+    )  # fmt: skip
+    extra = {"TURNLOG_POSTGRES_SCHEMA": env.schema, "TURNLOG_STREAMS_CONSUMER_GROUP": env.group}
+    projector = Service(streams_spec(settings, "clickhouse"), settings,
+                        service_environment(settings, extra), start_timeout=90)  # fmt: skip
+    hold = 6.0
+    script = (
+        "import time\n"
+        "from turnlog.projections.clickhouse.store import connect\n"
+        f"connect({settings.analytics_url!r}); print('open', flush=True); time.sleep({hold})"
+    )
+    try:
+        with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                              text=True) as ddl:  # fmt: skip
+            assert ddl.stdout is not None
+            assert ddl.stdout.readline().strip() == "open"
+            released_by = time.monotonic() + hold
+            projector.start()
+            assert time.monotonic() >= released_by - 0.5  # it could not have been ready sooner
+            assert ddl.wait() == 0
+        state = projector.supervisor_state()
+        assert state is not None
+        assert state.restarts == 0, projector.log_path.read_text()[-3000:]
+        assert projector.status().running
+    finally:
+        stopped = projector.stop()
+        env.drop()
+    assert stopped == "stopped"
