@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 from aiokafka.structs import TopicPartition
 
 from tests.faults.conftest import free_port
@@ -174,9 +174,18 @@ class KafkaCluster:
 
     # -- topics and metadata --------------------------------------------------------------
     def create_topics(self, prefix: str) -> list[TopicSpec]:
-        """The platform's topics under `prefix`, replicated three times."""
+        """The platform's topics under `prefix`, replicated three times; returns once each
+        partition has a leader and every replica in sync."""
         specs = replicated_specs(prefix)
         asyncio.run(ensure_topics(self.bootstrap, specs))
+        for spec in specs:
+            deadline = time.monotonic() + 30
+            while not all(p["leader"] >= 0 and len(p["isr"]) == spec.replication_factor
+                          for p in self.partitions(spec.name)):  # (never empty)
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{spec.name}: partitions without a leader or a full "
+                                       f"ISR after 30 s: {self.partitions(spec.name)}")
+                time.sleep(0.2)
         return specs
 
     def partitions(self, topic: str) -> list[dict[str, Any]]:
@@ -274,6 +283,9 @@ class KafkaCluster:
     async def _describe(self, topic: str) -> list[dict[str, Any]]:
         async def describe(admin: AIOKafkaAdminClient) -> list[dict[str, Any]]:
             (described,) = await admin.describe_topics([topic])
+            if described["error_code"] != 0 or not described["partitions"]:
+                # This broker has not heard of a topic just created: ask again.
+                raise UnknownTopicOrPartitionError(f"{topic}: {described}")
             return list(described["partitions"])
 
         return sorted(await self._ask(describe), key=lambda p: p["partition"])

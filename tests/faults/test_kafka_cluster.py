@@ -44,7 +44,8 @@ pytestmark = pytest.mark.faults
 
 SESSION_COUNT = 200
 STEPS = 30
-"""Publishing happens in steps 0.1 s apart; the broker dies right after step `KILL_AT`."""
+"""Publishing happens in steps 0.1 s apart; the broker dies right after step `KILL_AT`,
+once the publisher has had events acknowledged."""
 KILL_AT = 10
 CLICKHOUSE_DATABASE = "turnlog"
 
@@ -181,22 +182,28 @@ async def publish_killing(
     try:
         size = -(-len(events) // STEPS)
         for step in range(STEPS):
+            if step == KILL_AT:  # producing in earnest: the producer is up and acknowledged
+                await until(lambda: publisher.stats().sent > 0, within=30)
             for event in events[step * size:(step + 1) * size]:
                 publisher.publish(event)
-            if step == KILL_AT:
+            if step == KILL_AT:  # right after a step: its events are in flight
                 at_kill = {"published_at_kill": (step + 1) * size,
                            "sent_at_kill": publisher.stats().sent}
                 await asyncio.to_thread(cluster.kill, victim)
             await asyncio.sleep(0.1)
-        deadline = time.monotonic() + 90
-        while publisher.stats().sent < len(events):
-            assert time.monotonic() < deadline, f"not all acknowledged: {publisher.stats()}"
-            await asyncio.sleep(0.05)
+        await until(lambda: publisher.stats().sent >= len(events), within=90)
     finally:
         await publisher.aclose()
     stats = publisher.stats()
     return {"sent": stats.sent, "failed": stats.failed, "dropped": stats.dropped,
             "spooled": stats.spooled, **at_kill}
+
+
+async def until(condition: Callable[[], bool], *, within: float) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, f"not met within {within:.0f} s"
+        await asyncio.sleep(0.05)
 
 
 def wait_fenced(cluster: KafkaCluster, topic: str, victim: int) -> list[dict[str, Any]]:
