@@ -55,6 +55,8 @@ def platform(
         "clickhouse_url": f"chdb://{tmp_path / 'clickhouse'}",
         "api_port": free_port(),
         "streams_metrics_port": free_port(),
+        "streams_clickhouse_metrics_port": free_port(),
+        "streams_derived_metrics_port": free_port(),
         "streams_query_port": 0,
         "gateway_metrics_port": free_port(),
         "gateway_health_port": free_port(),
@@ -64,7 +66,6 @@ def platform(
         "TURNLOG_POSTGRES_SCHEMA": pg_schema.name,
         "TURNLOG_AGENT_NAME": agent_name,
         "TURNLOG_STREAMS_CONSUMER_GROUP": unique("e2e-streams-"),
-        "TURNLOG_STREAMS_SESSION_TIMEOUT": "10",
     })  # fmt: skip
     try:
         services.up(report=lambda line: None)
