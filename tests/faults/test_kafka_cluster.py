@@ -29,7 +29,6 @@ from prometheus_client import CollectorRegistry
 from psycopg import sql
 
 from tests.conftest import PgSchema, unique
-from tests.faults.conftest import TEST_STACKS
 from tests.faults.kafka_cluster import KafkaCluster, most_led
 from tests.integration.test_streams_support import read_topic
 from tests.unit.test_streams_support import SESSIONS, renamed
@@ -53,9 +52,12 @@ Pair = tuple[str, int]
 
 
 @pytest.fixture(scope="module")
-def kafka_cluster(stack_settings: StackSettings) -> Iterator[KafkaCluster]:
-    """Three brokers of our own, from the stack's jars; stopped and removed at the end."""
-    cluster = KafkaCluster(root=TEST_STACKS / unique("cluster-"),
+def kafka_cluster(
+    stack_settings: StackSettings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[KafkaCluster]:
+    """Three brokers of our own, from the stack's jars, with their data in a tmp folder;
+    stopped (every process reaped) and removed at the end."""
+    cluster = KafkaCluster(root=tmp_path_factory.mktemp("kafka-cluster"),
                            libs=Kafka(stack_settings).ensure_jars())
     try:
         took = cluster.start()
