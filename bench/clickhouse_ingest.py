@@ -37,6 +37,8 @@ from turnlog.projections.records import SourceRecord
 from turnlog.schemas import EVENTS_TOPIC, CloudEvent, encode
 
 Event = CloudEvent[Any]
+Path = tuple[Callable[[Sequence[SourceRecord]], None], Callable[[Sequence[SourceRecord]], Any]]
+"""A write path: (write a batch, build its payload only)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +68,7 @@ def batch_events(count: int, copy: int) -> list[SourceRecord]:
     return [SourceRecord(EVENTS_TOPIC, 0, i, e, encode(e)) for i, e in enumerate(events)]
 
 
-def rows_path(store: AnalyticsStore, db: str) -> tuple[Callable[[Sequence[SourceRecord]], None],
-                                                        Callable[[Sequence[SourceRecord]], Any]]:  # fmt: skip
+def rows_path(store: AnalyticsStore, db: str) -> Path:
     """The previous writer: (write, prepare)."""
 
     def prepare(records: Sequence[SourceRecord]) -> dict[Table, bytes]:
@@ -95,8 +96,8 @@ def rows_path(store: AnalyticsStore, db: str) -> tuple[Callable[[Sequence[Source
     return write, prepare
 
 
-def raw_path(store: AnalyticsStore, db: str) -> tuple[Callable[[Sequence[SourceRecord]], None],
-                                                       Callable[[Sequence[SourceRecord]], Any]]:  # fmt: skip
+def raw_path(store: AnalyticsStore, db: str) -> Path:
+    """The current writer: (write, prepare)."""
     projection = ClickHouseProjection(store, database=db)
 
     def write(records: Sequence[SourceRecord]) -> None:
