@@ -103,7 +103,7 @@ def raw_path(store: AnalyticsStore, db: str) -> Path:
     def write(records: Sequence[SourceRecord]) -> None:
         projection.write_batch(records)
 
-    def prepare(records: Sequence[SourceRecord]) -> bytes:
+    def prepare(records: Sequence[SourceRecord]) -> str:
         return ingest_lines(records).decode()  # as write_batch sends it
 
     return write, prepare
