@@ -13,8 +13,8 @@ markdown tables of medians with ratios against each baseline.
    its transcript, messages, STT/LLM/TTS/EOU metrics and usage, occasional tools and
    interruptions; ~580-byte events) is produced once to a scratch topic, then drained by
    each consumer in turn, each into fresh sinks: events/s into both PostgreSQL and
-   ClickHouse (the later of the two), and, for v2, into each projection and the derived
-   one alone. `--backlog 0` skips it.
+   ClickHouse (until both show the whole backlog), into each alone, and for v2 into the
+   derived projection (its group's offsets, committed in its transactions). `--backlog 0` skips it.
 2. Freshness: for each consumer, on a fresh topic, `--sessions` sessions run in real time
    (~3.4 events/s each); after `--warmup` s, `--seconds` s of events are measured from
    event time to visible in PostgreSQL and in ClickHouse (p50, p99).
@@ -58,6 +58,7 @@ from bench.streams_consumers import (
 )
 from bench.streams_measure import (
     Poller,
+    all_in_rate,
     freshness,
     new_producer,
     percentile,
@@ -177,7 +178,7 @@ def measure_throughput(run: ConsumerRun, total: int) -> Throughput:
         sink: sustained_rate([p.samples], total) for sink, p in pollers.items()
     }
     both = [pollers[s].samples for s in BOTH if s in pollers]
-    rates["both"] = sustained_rate(both, total) if len(both) == len(BOTH) else None
+    rates["both"] = all_in_rate(both, total) if len(both) == len(BOTH) else None
     return Throughput(run.kind, run.setting, rates)
 
 

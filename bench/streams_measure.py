@@ -14,10 +14,12 @@ partition p is visible once the sink's next offset for p is past o.
 Freshness of an event = when a poll first saw it visible - its event time: producer
 batching, Kafka, the consumer's batch wait, both writes, plus half a poll interval on
 average (PostgreSQL polled every 50 ms, ClickHouse every 100 ms), so it slightly
-overstates, the same way for both consumers.
+overstates, the same way for every consumer.
 
-Throughput = events between 10% and 90% of a backlog made visible in both sinks, over
-the time between: consumer start-up and the last partial batches do not count.
+Throughput of one sink = events between 10% and 90% of a backlog made visible, over the
+time between: consumer start-up and the last partial batches do not count. Into both
+(PostgreSQL and ClickHouse) = the 90% left when the earlier sink showed 10%, over the
+time until both show the whole backlog (`all_in_rate`).
 """
 
 from __future__ import annotations
@@ -236,6 +238,18 @@ def sustained_rate(sinks: Sequence[Sequence[Sample]], total: int) -> float | Non
     start = max(t for t in low if t is not None)
     end = max(t for t in high if t is not None)
     return 0.8 * total / (end - start) if end > start else None
+
+
+def all_in_rate(sinks: Sequence[Sequence[Sample]], total: int) -> float | None:
+    """Events/s into all of `sinks` together: the 90% of `total` left when the earliest
+    sink showed 10% (start-up excluded), over the time until the last sink showed all."""
+    low = [time_to_reach(s, 0.1 * total) for s in sinks]
+    high = [time_to_reach(s, total) for s in sinks]
+    if not sinks or any(t is None for t in (*low, *high)):
+        return None
+    start = min(t for t in low if t is not None)
+    end = max(t for t in high if t is not None)
+    return 0.9 * total / (end - start) if end > start else None
 
 
 def percentile(values: Sequence[float], q: float) -> float:

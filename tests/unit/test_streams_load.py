@@ -35,6 +35,7 @@ from bench.streams_load import (
 from bench.streams_measure import (
     Poller,
     ProducedLog,
+    all_in_rate,
     freshness,
     percentile,
     sustained_rate,
@@ -150,6 +151,15 @@ def test_sustained_rate_counts_from_10_to_90_percent_in_every_sink() -> None:
     assert sustained_rate([fast], 1000) == pytest.approx(100.0)
     assert sustained_rate([fast, slow], 1000) == pytest.approx(800 / (18 - 2))
     assert sustained_rate([fast], 5000) is None
+
+
+def test_into_both_is_from_the_first_sink_at_10_percent_to_the_last_at_100() -> None:
+    fast = [(float(t), {0: 100 * t}) for t in range(11)]  # 10% at 1 s, all at 10 s
+    slow = [(float(t), {0: 50 * t}) for t in range(21)]  # 10% at 2 s, all at 20 s
+    assert all_in_rate([fast], 1000) == pytest.approx(900 / 9)
+    assert all_in_rate([fast, slow], 1000) == pytest.approx(900 / (20 - 1))
+    assert all_in_rate([fast, slow[:15]], 1000) is None  # one never showed it all
+    assert all_in_rate([], 1000) is None
 
 
 def test_percentiles_and_settings() -> None:
