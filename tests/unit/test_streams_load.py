@@ -272,4 +272,6 @@ def test_the_cpu_budget_counts_decode_twice_for_v2() -> None:
     assert budget(timings, V1_TOTAL) is None  # no read-back measured
     lines = table(timings, None)
     assert "| decode | 11.0 | 1.0 | 50.0 | - | - | - |" in lines
-    assert "**36.0**" in lines[-1]
+    assert "**36.0**" in lines[-2]
+    assert lines[-1].startswith("| all three projections")
+    assert lines[-1].endswith("| - | - | | - | - | |")  # no derived stage timed
