@@ -6,7 +6,8 @@ Both paths write the same batch of events (the shared recorded sessions, copied 
 session ids until the batch is full) into a fresh database of a scratch chDB folder, in
 the same run:
 - `rows`: the previous writer, `rows.rows_for` per event, `formats.encode_rows`, one
-  insert per table (deduplication tokens as it sent them);
+  insert per table (deduplication tokens as it sent them), into the previous schema
+  (migrations 0001 and 0002: every rollup fed by a materialized view);
 - `raw`: the current writer, `ClickHouseProjection.write_batch`: the published bytes as
   JSONEachRow lines into `ingest`, ClickHouse's materialized views build the rows.
 
@@ -29,14 +30,21 @@ from typing import Any
 
 from tests.fixtures.make_sessions import load
 from turnlog.projections.clickhouse.formats import encode_rows
-from turnlog.projections.clickhouse.migrate import migrate_clickhouse
+from turnlog.projections.clickhouse.migrate import (
+    MIGRATIONS_DIR,
+    ClickHouseMigrations,
+    migrate_clickhouse,
+)
 from turnlog.projections.clickhouse.rows import TABLES, Row, Table, rows_for
 from turnlog.projections.clickhouse.store import AnalyticsStore, connect, exit_past_chdb_teardown
 from turnlog.projections.clickhouse.writer import ClickHouseProjection, ingest_lines
+from turnlog.projections.migrations import load_migrations, migrate
 from turnlog.projections.records import SourceRecord
 from turnlog.schemas import EVENTS_TOPIC, CloudEvent, encode
 
 Event = CloudEvent[Any]
+PREVIOUS_SCHEMA = 2
+"""The last migration before the raw ingest (0003)."""
 Path = tuple[Callable[[Sequence[SourceRecord]], None], Callable[[Sequence[SourceRecord]], Any]]
 """A write path: (write a batch, build its payload only)."""
 
@@ -112,7 +120,11 @@ def raw_path(store: AnalyticsStore, db: str) -> Path:
 def measure(store: AnalyticsStore, path: str, events: int, repeat: int) -> Sample:
     db = f"bench_{path}_{repeat}"
     store.command(f"DROP DATABASE IF EXISTS `{db}`")
-    migrate_clickhouse(store, database=db)
+    if path == "rows":  # the schema the previous writer wrote to
+        previous = [m for m in load_migrations(MIGRATIONS_DIR) if m.version <= PREVIOUS_SCHEMA]
+        migrate(ClickHouseMigrations(store, db), previous)
+    else:
+        migrate_clickhouse(store, database=db)
     write, prepare = (rows_path if path == "rows" else raw_path)(store, db)
     records = batch_events(events, copy=repeat)
     began = time.thread_time()
