@@ -10,10 +10,11 @@ applied (`gc.freeze()`, `gc.set_threshold(*streams.cli.GC_THRESHOLD)`). A first 
 warms up (validators, prepared statements, chDB); then `--repeats` batches are timed,
 stage by stage, and the tables show medians in µs per event:
 
-- Python: the calling thread's CPU (`time.thread_time()`): what the interpreter spends,
-  not PostgreSQL's time while psycopg waits;
-- chDB threads: the process's CPU (`getrusage(RUSAGE_SELF)`) less the thread's, during
-  the ClickHouse write (nothing else runs then);
+- Python: the calling thread's CPU (`time.thread_time()`) less what it spent inside
+  chDB's query and insert calls: what the interpreter spends, not PostgreSQL's time
+  while psycopg waits;
+- chDB: the CPU inside those calls plus the other threads' (the process's CPU,
+  `getrusage(RUSAGE_SELF)`, less the thread's; nothing else runs meanwhile);
 - wall: the stage's elapsed time.
 
 v2 stages: decode (`streams.decoding.decode_records`), PostgreSQL
@@ -110,17 +111,58 @@ def _process_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+class ChdbCalls:
+    """Wraps a chDB connection to count the calling thread's CPU spent inside chDB (its
+    queries and inserts run partly on the caller's thread): not Python's."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self.seconds = 0.0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    def query(self, *args: Any, **kwargs: Any) -> Any:
+        started = time.thread_time()
+        try:
+            return self._conn.query(*args, **kwargs)
+        finally:
+            self.seconds += time.thread_time() - started
+
+    @contextmanager
+    def send_insert(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        started = time.thread_time()
+        try:
+            with self._conn.send_insert(*args, **kwargs) as inserter:
+                yield inserter
+        finally:
+            self.seconds += time.thread_time() - started
+
+
+def count_chdb_calls(store: Any) -> ChdbCalls:
+    """Count the store's writing connection's chDB time (a `ChdbStore`)."""
+    calls = ChdbCalls(store._conn)
+    store._conn = calls
+    return calls
+
+
 @contextmanager
-def timed(timings: Timings, stage: str, events: int, *, keep: bool) -> Iterator[None]:
-    """Time the block as `stage` (unless not `keep`: a warm-up)."""
+def timed(timings: Timings, stage: str, events: int, *, keep: bool,
+          chdb: ChdbCalls | None = None) -> Iterator[None]:  # fmt: skip
+    """Time the block as `stage` (unless not `keep`: a warm-up): Python = the thread's
+    CPU less what it spent inside chDB calls; chDB = that plus the other threads' CPU."""
+    inside = chdb.seconds if chdb is not None else 0.0
     thread, process, wall = time.thread_time(), _process_cpu(), time.perf_counter()
     yield
     thread = time.thread_time() - thread
     other = max(0.0, _process_cpu() - process - thread)
     wall = time.perf_counter() - wall
+    inside = (chdb.seconds if chdb is not None else 0.0) - inside
     if keep:
         scale = 1e6 / events
-        timings.setdefault(stage, []).append((thread * scale, other * scale, wall * scale))
+        timings.setdefault(stage, []).append(
+            ((thread - inside) * scale, (other + inside) * scale, wall * scale)
+        )
 
 
 def tune_gc() -> None:
@@ -173,6 +215,7 @@ def run_v2(batches: list[list[Positioned]], *, dsn: str, folder: Path) -> Timing
         store = connect(f"chdb://{folder}")
         migrate_clickhouse(store, database=DATABASE)
         clickhouse = ClickHouseProjection(store, database=DATABASE)
+        chdb = count_chdb_calls(store)
         metrics = StreamsMetrics()
         derived = unstarted_derived(DerivedProjector)
         with psycopg.connect(dsn, autocommit=True) as conn:
@@ -185,7 +228,7 @@ def run_v2(batches: list[list[Positioned]], *, dsn: str, folder: Path) -> Timing
                 sources = [d.source for d in batch.events]
                 with timed(timings, "postgres", events, keep=keep):
                     result = postgres.apply_batch(sources)
-                with timed(timings, "clickhouse", events, keep=keep):
+                with timed(timings, "clickhouse", events, keep=keep, chdb=chdb):
                     written = clickhouse.write_batch(sources)
                 if result.applied != events or written != events:
                     raise SystemExit(f"applied {result.applied}, wrote {written} of {events}")
@@ -259,6 +302,7 @@ def run_v1(batches: list[list[Positioned]], *, dsn: str, folder: Path) -> Timing
         store = connect(f"chdb://{folder}")
         migrate_clickhouse(store, database=DATABASE)
         clickhouse = ClickHouseProjection(store, database=DATABASE)
+        chdb = count_chdb_calls(store)
         state = PostgresState(dsn, schema=schema)
         with psycopg.connect(dsn, autocommit=True) as conn:
             postgres = PostgresProjection(conn, schema=schema, consumer="bench-cpu")
@@ -273,7 +317,7 @@ def run_v1(batches: list[list[Positioned]], *, dsn: str, folder: Path) -> Timing
                     result = postgres.apply_batch(sources)
                 with timed(timings, "derived", events, keep=keep):
                     processor._derive(batch.events, BatchOutcome(consumed=events))
-                with timed(timings, "clickhouse", events, keep=keep):
+                with timed(timings, "clickhouse", events, keep=keep, chdb=chdb):
                     written = clickhouse.write_batch(sources)
                 if result.applied != events or written != events:
                     raise SystemExit(f"applied {result.applied}, wrote {written} of {events}")
@@ -348,9 +392,7 @@ def table(v2: Timings, v1: Timings | None) -> list[str]:
         m = medians(timings, stage) if timings is not None else None
         return " | ".join(f"{x:.1f}" for x in m) if m else "- | - | -"
 
-    head = (
-        "| stage | v2 Python | v2 chDB threads | v2 wall | v1 Python | v1 chDB threads | v1 wall |"
-    )
+    head = "| stage | v2 Python | v2 chDB | v2 wall | v1 Python | v1 chDB | v1 wall |"
     lines = [head, "|---|" + "---:|" * 6]
     for stage, label in STAGES.items():
         lines.append(f"| {label} | {cells(v2, stage)} | {cells(v1, stage)} |")
@@ -360,7 +402,7 @@ def table(v2: Timings, v1: Timings | None) -> list[str]:
               ("all three projections (v2: decode and bookkeeping three times; v1: as above)",
                budget(v2, V2_ALL))]  # fmt: skip
     for label, ours in totals:
-        ratio = f" ({theirs[0] / ours[0]:.2f}x less)" if ours and theirs else ""
+        ratio = f" (v1 ÷ v2: {theirs[0] / ours[0]:.2f})" if ours and theirs else ""
         lines.append(
             f"| {label} | " + (f"**{ours[0]:.1f}**{ratio} | {ours[1]:.1f} | |" if ours
                                else "- | - | |")
@@ -382,7 +424,9 @@ def main() -> None:
     from turnlog.infra.stack.config import load_settings
 
     batches = mix_batches(args.events, args.repeats + 1, seed=args.seed)
-    scratch = Path(tempfile.mkdtemp(prefix="streams-cpu-", dir=load_settings().state_dir))
+    parent = load_settings().state_dir / "bench"
+    parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="streams-cpu-", dir=parent))
     print(f"streams cpu: {os.cpu_count()} cores, {args.repeats} timed batches of "
           f"{args.events:,} streams_mix events (+1 warm-up), seed {args.seed}")  # fmt: skip
     v1: Timings | None = None
