@@ -39,7 +39,7 @@ def server_store(analytics_store: AnalyticsStore) -> Iterator[ServerStore]:
 @pytest.fixture
 def server_database(server_store: ServerStore) -> Iterator[str]:
     name = unique("test_")
-    assert len(migrate_clickhouse(server_store, database=name)) == 3
+    assert len(migrate_clickhouse(server_store, database=name)) == 4
     yield name
     server_store.command(f"DROP DATABASE IF EXISTS `{name}`")
 
