@@ -47,6 +47,9 @@ SELECT
 FROM {db}.ingest
 WHERE type NOT IN ('turnlog.turn.completed.v1', 'turnlog.session.summarized.v1');
 
+-- The typed views filter by type (sent with each event) before parsing any JSON, so each
+-- parses only its own events.
+
 -- turn_facts from transcripts: the text, whether final, the language.
 CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.ingest_transcripts_mv TO {db}.turn_facts AS
 WITH
@@ -62,9 +65,8 @@ SELECT
     e.data.transcript AS text,
     e.data.is_final AS is_final,
     e.data.language AS language
-FROM {db}.ingest
-WHERE type = 'turnlog.user.transcribed.v1'
-  AND e.data.turn_id IS NOT NULL;
+FROM (SELECT type, value FROM {db}.ingest WHERE type = 'turnlog.user.transcribed.v1')
+WHERE e.data.turn_id IS NOT NULL;
 
 -- turn_facts from user and assistant messages: timings and the models of the turn.
 CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.ingest_messages_mv TO {db}.turn_facts AS
@@ -104,9 +106,8 @@ SELECT
     llm.model AS llm_model,
     tts.provider AS tts_provider,
     tts.model AS tts_model
-FROM {db}.ingest
-WHERE type = 'turnlog.conversation.item_added.v1'
-  AND e.data.turn_id IS NOT NULL AND e.data.role IN ('user', 'assistant');
+FROM (SELECT type, value FROM {db}.ingest WHERE type = 'turnlog.conversation.item_added.v1')
+WHERE e.data.turn_id IS NOT NULL AND e.data.role IN ('user', 'assistant');
 
 -- turn_facts from tool batches: the ids of the calls.
 CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.ingest_tools_mv TO {db}.turn_facts AS
@@ -121,9 +122,8 @@ SELECT
     type,
     '' AS role,
     arrayMap(c -> c.call_id, e.data.calls) AS tool_call_ids
-FROM {db}.ingest
-WHERE type = 'turnlog.tools.executed.v1'
-  AND e.data.turn_id IS NOT NULL AND notEmpty(e.data.calls);
+FROM (SELECT type, value FROM {db}.ingest WHERE type = 'turnlog.tools.executed.v1')
+WHERE e.data.turn_id IS NOT NULL AND notEmpty(e.data.calls);
 
 -- metrics: one row per metrics.collected. Token counts normalized across kinds (LLM
 -- prompt/completion become input/output, realtime cached tokens come from its details);
@@ -177,8 +177,7 @@ SELECT
                   arrayFilter(kv -> kv.2 IN ('true', 'false') OR match(kv.2, '^-?[0-9]'),
                               arrayConcat(level1, nested))),
          'Map(LowCardinality(String), Float64)') AS fields
-FROM {db}.ingest
-WHERE type = 'turnlog.metrics.collected.v1';
+FROM (SELECT value FROM {db}.ingest WHERE type = 'turnlog.metrics.collected.v1');
 
 -- usage: one row per model of a usage.updated (cumulative totals; the table keeps the
 -- latest by sequence).
@@ -209,8 +208,7 @@ SELECT
                   arrayFilter(kv -> kv.2 IN ('true', 'false') OR match(kv.2, '^-?[0-9]'),
                               arrayConcat(level1, level2))),
          'Map(LowCardinality(String), Float64)') AS fields
-FROM {db}.ingest
-WHERE type = 'turnlog.usage.updated.v1';
+FROM (SELECT value FROM {db}.ingest WHERE type = 'turnlog.usage.updated.v1');
 
 -- errors: one row per error event.
 CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.ingest_errors_mv TO {db}.errors AS
@@ -231,8 +229,7 @@ SELECT
     x.message AS message,
     x.recoverable AS recoverable,
     x.status_code AS status_code
-FROM {db}.ingest
-WHERE type = 'turnlog.error.v1';
+FROM (SELECT value FROM {db}.ingest WHERE type = 'turnlog.error.v1');
 
 -- The rollups that sum: views over the base tables read FINAL, so each event counts once
 -- however often it was inserted. Same columns and aggregate types as the tables they
