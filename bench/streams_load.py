@@ -13,7 +13,8 @@ markdown tables of medians with ratios against each baseline.
    its transcript, messages, STT/LLM/TTS/EOU metrics and usage, occasional tools and
    interruptions; ~580-byte events) is produced once to a scratch topic, then drained by
    each consumer in turn, each into fresh sinks: events/s into both PostgreSQL and
-   ClickHouse (until both show the whole backlog), into each alone, and for v2 into the
+   ClickHouse (from both at 10% until both show the whole backlog; start-up, until every
+   sink shows an event, apart), into each alone (10% to 90%), and for v2 into the
    derived projection (its group's offsets, committed in its transactions). `--backlog 0` skips it.
 2. Freshness: for each consumer, on a fresh topic, `--sessions` sessions run in real time
    (~3.4 events/s each); after `--warmup` s, `--seconds` s of events are measured from
@@ -59,6 +60,7 @@ from bench.streams_consumers import (
 from bench.streams_measure import (
     Poller,
     all_in_rate,
+    first_seen,
     freshness,
     new_producer,
     percentile,
@@ -84,6 +86,8 @@ class Throughput:
     setting: BatchSetting
     rates: dict[str, float | None]
     """events/s: `both` (PostgreSQL and ClickHouse), and per polled sink."""
+    startup: float | None = None
+    """Seconds from launching the consumer until every polled sink showed an event."""
 
 
 @dataclass(frozen=True)
@@ -170,6 +174,7 @@ def visible_in(pollers: dict[str, Poller], sinks: Sequence[str]) -> int:
 
 
 def measure_throughput(run: ConsumerRun, total: int) -> Throughput:
+    launched = time.time()
     with polling(run) as pollers:
         wait_for(lambda: visible_in(pollers, list(pollers)) >= total,
                  timeout=max(180.0, total / 500), run=run,
@@ -179,7 +184,8 @@ def measure_throughput(run: ConsumerRun, total: int) -> Throughput:
     }
     both = [pollers[s].samples for s in BOTH if s in pollers]
     rates["both"] = all_in_rate(both, total) if len(both) == len(BOTH) else None
-    return Throughput(run.kind, run.setting, rates)
+    every = [p.samples for p in pollers.values()]
+    return Throughput(run.kind, run.setting, rates, first_seen(every, launched))
 
 
 async def produce_probe(bootstrap: str, topic: str) -> None:
@@ -303,14 +309,18 @@ def throughput_table(throughputs: Sequence[Throughput], consumers: Sequence[str]
         if runs:
             medians[kind] = {sink: median([t.rates.get(sink) for t in runs])
                              for sink in ("both", *V2_PROJECTIONS)}  # fmt: skip
+            medians[kind]["startup"] = median([t.startup for t in runs])
     bases = [b for b in BASELINES if b in medians]
-    lines = ["| consumer | both (PG and CH) | PostgreSQL | ClickHouse | derived | "
+    lines = ["| consumer | both (PG and CH) | PostgreSQL | ClickHouse | derived | start-up | "
              + " | ".join(f"x {b}" for b in bases) + " |",
-             "|---|---:|---:|---:|---:|" + "---:|" * len(bases)]  # fmt: skip
+             "|---|---:|---:|---:|---:|---:|" + "---:|" * len(bases)]  # fmt: skip
     for kind, rates in medians.items():
         ratios = [ratio_text(rates["both"], medians[b]["both"]) for b in bases]
+        startup = rates["startup"]
         lines.append(f"| {kind} | " + " | ".join(rate_text(rates[s]) for s in
-                     ("both", *V2_PROJECTIONS)) + " | " + " | ".join(ratios) + " |")  # fmt: skip
+                     ("both", *V2_PROJECTIONS)) + " | "
+                     + (f"{startup:.1f} s" if startup is not None else "n/a") + " | "
+                     + " | ".join(ratios) + " |")  # fmt: skip
     return lines
 
 

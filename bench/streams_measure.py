@@ -18,8 +18,8 @@ overstates, the same way for every consumer.
 
 Throughput of one sink = events between 10% and 90% of a backlog made visible, over the
 time between: consumer start-up and the last partial batches do not count. Into both
-(PostgreSQL and ClickHouse) = the 90% left when the earlier sink showed 10%, over the
-time until both show the whole backlog (`all_in_rate`).
+(PostgreSQL and ClickHouse) = 90% of the backlog over the time from when both showed 10%
+until both show all of it (`all_in_rate`); start-up (until both show an event) apart.
 """
 
 from __future__ import annotations
@@ -241,15 +241,24 @@ def sustained_rate(sinks: Sequence[Sequence[Sample]], total: int) -> float | Non
 
 
 def all_in_rate(sinks: Sequence[Sequence[Sample]], total: int) -> float | None:
-    """Events/s into all of `sinks` together: the 90% of `total` left when the earliest
-    sink showed 10% (start-up excluded), over the time until the last sink showed all."""
+    """Events/s into all of `sinks` together: 90% of `total` over the time from when the
+    last of them showed 10% (every one started: start-up is reported apart, see
+    `first_seen`) until the last showed all of `total`."""
     low = [time_to_reach(s, 0.1 * total) for s in sinks]
     high = [time_to_reach(s, total) for s in sinks]
     if not sinks or any(t is None for t in (*low, *high)):
         return None
-    start = min(t for t in low if t is not None)
+    start = max(t for t in low if t is not None)
     end = max(t for t in high if t is not None)
     return 0.9 * total / (end - start) if end > start else None
+
+
+def first_seen(sinks: Sequence[Sequence[Sample]], since: float) -> float | None:
+    """Seconds from `since` until every one of `sinks` showed an event (start-up)."""
+    seen = [time_to_reach(s, 1) for s in sinks]
+    if not sinks or any(t is None for t in seen):
+        return None
+    return max(t for t in seen if t is not None) - since
 
 
 def percentile(values: Sequence[float], q: float) -> float:

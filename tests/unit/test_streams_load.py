@@ -36,6 +36,7 @@ from bench.streams_measure import (
     Poller,
     ProducedLog,
     all_in_rate,
+    first_seen,
     freshness,
     percentile,
     sustained_rate,
@@ -153,11 +154,13 @@ def test_sustained_rate_counts_from_10_to_90_percent_in_every_sink() -> None:
     assert sustained_rate([fast], 5000) is None
 
 
-def test_into_both_is_from_the_first_sink_at_10_percent_to_the_last_at_100() -> None:
+def test_into_both_is_from_both_at_10_percent_to_both_at_100() -> None:
     fast = [(float(t), {0: 100 * t}) for t in range(11)]  # 10% at 1 s, all at 10 s
     slow = [(float(t), {0: 50 * t}) for t in range(21)]  # 10% at 2 s, all at 20 s
     assert all_in_rate([fast], 1000) == pytest.approx(900 / 9)
-    assert all_in_rate([fast, slow], 1000) == pytest.approx(900 / (20 - 1))
+    assert all_in_rate([fast, slow], 1000) == pytest.approx(900 / (20 - 2))
+    assert first_seen([fast, slow], 0.5) == 0.5  # both show an event at 1 s
+    assert first_seen([fast, []], 0.5) is None
     assert all_in_rate([fast, slow[:15]], 1000) is None  # one never showed it all
     assert all_in_rate([], 1000) is None
 
@@ -213,15 +216,15 @@ def test_tables_show_medians_and_ratios_to_each_baseline() -> None:
     setting = BatchSetting(10_000, 0.2)
 
     def drained(kind: str, both: float | None, pg: float) -> Throughput:
-        return Throughput(kind, setting, {"both": both, "postgres": pg})
+        return Throughput(kind, setting, {"both": both, "postgres": pg}, pg / 10_000)
 
     runs = [drained("v2", 30_000, 40_000), drained("v2", 20_000, 35_000),
             drained("v2", 25_000, 30_000), drained("v1", 5_000, 6_000),
             drained("minimal", 50_000, 60_000)]  # fmt: skip
     lines = throughput_table(runs, ["v2", "v1", "minimal"], setting)
     assert lines[0].endswith("| x v1 | x minimal |")
-    assert lines[2] == "| v2 | 25,000 | 35,000 | n/a | n/a | 5.00 | 0.50 |"
-    assert lines[3] == "| v1 | 5,000 | 6,000 | n/a | n/a | 1.00 | 0.10 |"
+    assert lines[2] == "| v2 | 25,000 | 35,000 | n/a | n/a | 3.5 s | 5.00 | 0.50 |"
+    assert lines[3] == "| v1 | 5,000 | 6,000 | n/a | n/a | 0.6 s | 1.00 | 0.10 |"
 
     def live(kind: str, pg99: float, ch99: float) -> Freshness:
         quantiles = {"postgres": (pg99 / 2, pg99), "clickhouse": (ch99 / 2, ch99)}
