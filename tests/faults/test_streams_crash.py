@@ -19,10 +19,10 @@ from tests.integration.test_streams_support import (
     Reference,
     StreamsEnv,
     WorkerProcess,
+    exact_answers,
     produce,
     read_topic,
     wait_caught_up,
-    without_final,
 )
 from tests.unit.test_streams_support import (
     EXPECTED_REASON,
@@ -112,7 +112,7 @@ def test_kill_9_mid_batch_and_restart_give_exact_read_models(
         assert env.pg_checksum() == reference.pg_checksum()
         clickhouse = env.clickhouse()
         assert queries.checksum(clickhouse, CLICKHOUSE_DATABASE) == reference.ch_checksum()
-        assert without_final(clickhouse, CLICKHOUSE_DATABASE) == without_final(
+        assert exact_answers(clickhouse, CLICKHOUSE_DATABASE) == exact_answers(
             reference.store, reference.database
         )
         assert_dead_letters(env, bad_positions)

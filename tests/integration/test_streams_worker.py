@@ -28,10 +28,10 @@ from tests.integration.test_streams_support import (
     Reference,
     StreamsEnv,
     WorkerProcess,
+    exact_answers,
     produce,
     read_topic,
     wait_caught_up,
-    without_final,
 )
 from tests.unit.test_streams_support import (
     BAD_KINDS,
@@ -85,7 +85,7 @@ def assert_same_state(env: StreamsEnv, reference: Reference) -> None:
     assert env.pg_checksum() == reference.pg_checksum()
     worker_ch = env.clickhouse()
     assert worker_ch_checksum(worker_ch) == reference.ch_checksum()
-    assert without_final(worker_ch, CLICKHOUSE_DATABASE) == without_final(
+    assert exact_answers(worker_ch, CLICKHOUSE_DATABASE) == exact_answers(
         reference.store, reference.database
     )
 
@@ -312,11 +312,13 @@ def test_a_chdb_folder_owned_by_another_worker_is_waited_for(
     waiting.launch()
     try:
         deadline = time.monotonic() + 60
-        while str(env.chdb_dir) not in waiting.tail(200):
+        while not (said := [line for line in waiting.tail(200).splitlines()
+                            if "waiting for" in line]):
             assert waiting.alive(), waiting.tail()
             assert time.monotonic() < deadline, waiting.tail()
             time.sleep(0.2)
-        assert "waiting for" in waiting.tail(200)
+        assert str(env.chdb_dir) in said[0]
+        time.sleep(2)
         assert waiting.alive()
     finally:
         assert waiting.stop(timeout=30) == 0, waiting.tail()
