@@ -153,14 +153,20 @@ def decode(body: bytes, *, catalog: Catalog = CATALOG) -> CloudEvent[EventPayloa
 
 def _fast_decode(body: bytes, catalog: Catalog) -> CloudEvent[EventPayload] | None:
     """The event, validated in one pydantic-core pass over the bytes; None when that pass
-    fails (an upcast type, or an invalid event: the slow path names the problem)."""
-    validator = _validator(catalog)
-    # pydantic-core's JSON parser takes NaN and Infinity, which `_parse_object` refuses;
-    # the rare transcript that spells them is only slower
-    if validator is None or b"NaN" in body or b"Infinity" in body:
+    fails (an upcast type, unknown fields, or an invalid event: the slow path names the
+    problem)."""
+    fast = _fast_validator(catalog)
+    if fast is None:
+        return None
+    validator, scan = fast
+    # pydantic-core's parser takes NaN and Infinity, which `_parse_object` refuses. Unknown
+    # fields are refused here (the models forbid them), so in a catalog whose every value
+    # goes through a finite-only field they cannot hide anywhere; other catalogs pay for a
+    # scan of the bytes. A body with unknown fields takes the slow path.
+    if scan and (b"NaN" in body or b"Infinity" in body):
         return None
     try:
-        event: CloudEvent[EventPayload] = validator.validate_json(body, extra="ignore")
+        event: CloudEvent[EventPayload] = validator.validate_json(body)
     except ValueError:  # a ValidationError, or bytes that are not UTF-8 or not JSON
         return None
     if catalog.upcast(event.type, None)[0] != event.type:
@@ -168,25 +174,26 @@ def _fast_decode(body: bytes, catalog: Catalog) -> CloudEvent[EventPayload] | No
     return event
 
 
-def _validator(catalog: Catalog) -> pydantic_core.SchemaValidator | None:
+_Fast = tuple[pydantic_core.SchemaValidator, bool]
+"""A catalog's validator, and whether a body must be scanned for NaN and Infinity first."""
+
+
+def _fast_validator(catalog: Catalog) -> _Fast | None:
     # Types are only ever added to a catalog: their count tells whether the validator
     # built earlier still covers it.
     cached = _VALIDATORS.get(catalog)
     if cached is not None and cached[0] == len(catalog):
         return cached[1]
-    validator = _build_validator(catalog.types)
-    _VALIDATORS[catalog] = (len(catalog), validator)
-    return validator
+    fast = _build_validator(catalog.types)
+    _VALIDATORS[catalog] = (len(catalog), fast)
+    return fast
 
 
-_Cached = tuple[int, pydantic_core.SchemaValidator | None]
-_VALIDATORS: Final[WeakKeyDictionary[Catalog, _Cached]] = WeakKeyDictionary()
+_VALIDATORS: Final[WeakKeyDictionary[Catalog, tuple[int, _Fast | None]]] = WeakKeyDictionary()
 """Each catalog's fast validator, with the number of types it was built for."""
 
 
-def _build_validator(
-    types: Mapping[str, type[EventPayload]],
-) -> pydantic_core.SchemaValidator | None:
+def _build_validator(types: Mapping[str, type[EventPayload]]) -> _Fast | None:
     """One validator for every type of `types`: a union of envelopes keyed on `type`, each
     with its payload model as `data`, that makes plain `CloudEvent` instances.
 
@@ -211,7 +218,34 @@ def _build_validator(
     schema = copy.deepcopy(TypeAdapter(union).core_schema)
     if _set_class(schema, frozenset(members)) != len(members):
         return None  # an unexpected schema shape: the slow path alone stays correct
-    return pydantic_core.SchemaValidator(schema)
+    return pydantic_core.SchemaValidator(schema), not _finite_only(schema)
+
+
+_OPEN_SCHEMAS: Final = frozenset({"any", "dict", "json", "complex", "function-plain",
+                                   "function-wrap"})  # fmt: skip
+"""Core schema kinds that may let a JSON NaN or Infinity through."""
+_NOT_VALIDATION: Final = frozenset({"serialization", "metadata"})
+
+
+def _finite_only(node: Any, allow_inf_nan: bool = True) -> bool:
+    """Whether no value accepted by the core schema `node` can be NaN or Infinity: no
+    open kind, and every float field in a model that refuses them."""
+    if isinstance(node, list):
+        return all(_finite_only(item, allow_inf_nan) for item in node)
+    if not isinstance(node, dict):
+        return True
+    kind = node.get("type")
+    if not isinstance(kind, str):
+        kind = ""  # a model's `fields`, where a field may be named "type"
+    if kind == "model":
+        allow_inf_nan = node.get("config", {}).get("allow_inf_nan", True)
+    elif kind in _OPEN_SCHEMAS or (kind == "float" and node.get("allow_inf_nan", allow_inf_nan)):
+        return False
+    return all(
+        _finite_only(value, allow_inf_nan)
+        for key, value in node.items()
+        if key not in _NOT_VALIDATION  # how a value is written back says nothing here
+    )
 
 
 def _literal(value: str) -> Any:
