@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import functools
 import operator
+import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal, TypeVar
@@ -184,9 +185,18 @@ def _fast_validator(catalog: Catalog) -> _Fast | None:
     cached = _VALIDATORS.get(catalog)
     if cached is not None and cached[0] == len(catalog):
         return cached[1]
-    fast = _build_validator(catalog.types)
-    _VALIDATORS[catalog] = (len(catalog), fast)
-    return fast
+    # Built once, by one thread: several decoding threads building at once crash
+    # CPython 3.11's parser (pydantic reads field docstrings with `ast` while it builds).
+    with _BUILDING:
+        cached = _VALIDATORS.get(catalog)
+        if cached is not None and cached[0] == len(catalog):
+            return cached[1]
+        fast = _build_validator(catalog.types)
+        _VALIDATORS[catalog] = (len(catalog), fast)
+        return fast
+
+
+_BUILDING: Final = threading.Lock()
 
 
 _VALIDATORS: Final[WeakKeyDictionary[Catalog, tuple[int, _Fast | None]]] = WeakKeyDictionary()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import random
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -221,3 +223,21 @@ def test_an_upcaster_registered_later_supersedes_a_modelled_type() -> None:
     event = decode(body, catalog=catalog)
     assert event.type == "turnlog.test.note.v2"
     assert event.data == _NoteV2(title="Shopping\nmilk")
+
+
+def test_threads_decoding_at_once_share_one_validator_built_once() -> None:
+    """The projections decode on threads of their own: the first decodes of a catalog,
+    at once on several threads, build its validator once (building it in two threads at
+    once crashed CPython's parser) and all decode."""
+    catalog = Catalog(list(CATALOG.types.values()))
+    start = threading.Barrier(4)
+
+    def decode_all() -> list[CloudEvent[Any]]:
+        start.wait()
+        return [decode(body, catalog=catalog) for body in FIXTURE_BODIES]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = [f.result() for f in [pool.submit(decode_all) for _ in range(4)]]
+    assert all(result == results[0] for result in results)
+    assert len(results[0]) == len(FIXTURE_BODIES)
+    assert codec._VALIDATORS[catalog][1] is not None
