@@ -79,6 +79,9 @@ class ProjectionEngine(mode.Service):
         """Per placed partition, the next offset to hand to the projector."""
         self._rewound: dict[TopicPartition, int] = {}
         self._done: dict[TopicPartition, int] = {}
+        self._uncommitted: dict[TopicPartition, int] = {}
+        """Positions not yet committed to the group (committed after each batch, and
+        again while idle until it works: a commit during a rebalance fails)."""
         self.applied = (0, 0)
         """Batches and records applied by this engine."""
         self.consuming = asyncio.Event()
@@ -179,6 +182,8 @@ class ProjectionEngine(mode.Service):
             if self._applying is not None:
                 await self._applying  # one batch at a time, in order
                 self._applying = None
+            if batch is None and self._uncommitted and not self._stopping():
+                await self._commit()  # idle: what a rebalance kept from committing
             if batch is None or epoch != self._epoch or self._unplaced or self._stopping():
                 continue  # dropped: fetched again from the projector's positions
             if not self._contiguous(batch):
@@ -231,15 +236,31 @@ class ProjectionEngine(mode.Service):
         )  # fmt: skip
         offsets = {TopicPartition(t, p): o for (t, p), o in batch.next_offsets().items()}
         self._done.update(offsets)
+        self._uncommitted.update(offsets)
         self.metrics.record(self.name, batch, applied, seconds=time.perf_counter() - started,
                             decode_letters=self.projector.dead_letters_decode)  # fmt: skip
         batches, records = self.applied
         self.applied = (batches + 1, records + len(batch))
-        try:  # for lag and tooling only: the projector's positions are the truth
+        await self._commit()
+
+    async def _commit(self) -> None:
+        """Commit the positions applied since the last commit to the group: for lag and
+        tooling only (the projector's positions are the truth). Kept for the next try
+        when it fails (a rebalance in progress, Kafka away)."""
+        pending = {tp: o for tp, o in self._uncommitted.items()
+                   if tp in self.consumer.assignment()}  # fmt: skip
+        if not pending:
+            self._uncommitted.clear()
+            return
+        try:
             async with asyncio.timeout(CLOSE_TIMEOUT):
-                await self.consumer.commit(offsets)
+                await self.consumer.commit(pending)
         except (KafkaError, TimeoutError) as error:
-            logger.debug("%s: committing offsets failed (%r)", name, error)
+            logger.debug("%s: committing offsets failed (%r)", self.name, error)
+            return
+        for tp, offset in pending.items():
+            if self._uncommitted.get(tp) == offset:
+                del self._uncommitted[tp]
 
     async def _place(self) -> None:
         """Seek the partitions assigned since the last batch to the projector's positions,
@@ -264,6 +285,8 @@ class ProjectionEngine(mode.Service):
                 position = await self._log_start(tp)
             consumer.seek(tp, position)
             self._expected[tp] = position
+            self._done[tp] = position
+            self._uncommitted[tp] = position  # the group learns the stored position
         consumer.resume(*[tp for tp in wanted if tp in assigned])
         self._unplaced.difference_update(wanted)
         logger.info("%s: partitions %s start at %s", self.name,
@@ -314,6 +337,7 @@ class ProjectionEngine(mode.Service):
         for tp in revoked:
             self._done.pop(tp, None)
             self._expected.pop(tp, None)
+            self._uncommitted.pop(tp, None)
             self._unplaced.discard(tp)
         self.projector.revoked([(tp.topic, tp.partition) for tp in revoked])
 
