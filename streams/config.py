@@ -8,7 +8,6 @@ secret: it is a `SecretStr`, and logs show it through `redact_url`.
 from __future__ import annotations
 
 import ipaddress
-import os
 import socket
 from pathlib import Path
 from typing import Final
@@ -91,11 +90,13 @@ class StreamsSettings(BaseSettings):
     another member (the broker's `group.min.session.timeout.ms` must allow it; the local
     stack's is 1 s)."""
     instance: str = Field(
-        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
-        min_length=1, validation_alias="TURNLOG_STREAMS_INSTANCE",
+        default_factory=socket.gethostname, min_length=1,
+        validation_alias="TURNLOG_STREAMS_INSTANCE",
     )  # fmt: skip
-    """This process's name among the group's members (the derived projection's
-    transactional id); default: host name and process id."""
+    """This process's name among its projections' members, stable across restarts: the
+    derived projection's transactional id is `<group>-<instance>`, so a restarted process
+    fences the transaction its predecessor left open at once. Default: the host name;
+    give each derived process on one host its own."""
 
     def group(self, projection: str) -> str:
         """The consumer group of `projection`."""

@@ -48,6 +48,10 @@ logger = logging.getLogger("turnlog.streams.derived")
 
 KAFKA_TIMEOUT: Final = 30.0
 """Seconds a transaction or a changelog read may take before Kafka counts as down."""
+TRANSACTION_TIMEOUT: Final = 15.0
+"""Seconds the broker lets a transaction stay open: how long a transaction a killed
+process left open can hold back read_committed readers, unless its restart (the same
+transactional id) fences it at once."""
 RESTORE_POLL_MS: Final = 500
 EXPIRE_EVERY: Final = 1.0
 """Seconds between two sweeps of every owned partition for sessions done lingering."""
@@ -106,6 +110,9 @@ class DerivedProjector:
             compression_type="lz4",
             max_request_size=PRODUCE_BYTES,
             request_timeout_ms=int(KAFKA_TIMEOUT * 1000),
+            # a transaction a killed process left open holds back read_committed readers
+            # until it times out (when no restart with the same id fences it first)
+            transaction_timeout_ms=int(TRANSACTION_TIMEOUT * 1000),
         )  # fmt: skip
         try:
             async with asyncio.timeout(KAFKA_TIMEOUT):
