@@ -88,6 +88,10 @@ class ClickHouseProjector:
 
     name = "clickhouse"
     dead_letters_decode = False
+    min_batch_interval = 0.5
+    """Seconds between the starts of two batches: every insert makes parts in each table
+    its views feed, and merging many small parts costs more CPU than the wait costs
+    freshness."""
 
     def __init__(self, *, url: str, database: str, group: str, dlq_topic: str) -> None:
         self.url = url

@@ -67,6 +67,9 @@ class DerivedProjector:
 
     name = "derived"
     dead_letters_decode = False
+    min_batch_interval = 0.5
+    """Seconds between the starts of two batches: each is a Kafka transaction (several
+    round trips) and rewrites the changelog records of the sessions it touched."""
 
     def __init__(
         self, *, bootstrap: str, group: str, events_topic: str, turns_topic: str,

@@ -84,6 +84,10 @@ class ProjectionEngine(mode.Service):
         again while idle until it works: a commit during a rebalance fails)."""
         self.applied = (0, 0)
         """Batches and records applied by this engine."""
+        self._min_interval = float(getattr(projector, "min_batch_interval", 0.0))
+        """Seconds between the starts of two batches (a store whose every write has a
+        fixed cost, ClickHouse's parts, gathers bigger batches instead)."""
+        self._applied_at = 0.0
         self.consuming = asyncio.Event()
         """Set once the projector and the consumer are up (what health checks wait for)."""
 
@@ -189,6 +193,7 @@ class ProjectionEngine(mode.Service):
             if not self._contiguous(batch):
                 continue
             self._applying = asyncio.ensure_future(self._apply(batch))
+            self._applied_at = time.monotonic()
         if self._applying is not None:
             await self._applying
 
@@ -197,7 +202,8 @@ class ProjectionEngine(mode.Service):
         size, gathered = self.settings.batch_size, 0
         parts: list[asyncio.Future[DecodedBatch]] = []
         while gathered < size and not self._stopping():
-            busy = self._applying is not None and not self._applying.done()
+            busy = (self._applying is not None and not self._applying.done()) or (
+                time.monotonic() - self._applied_at < self._min_interval)
             if gathered and not busy:
                 break
             wait = 0.005 if busy or gathered else self.settings.batch_within

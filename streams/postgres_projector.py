@@ -46,6 +46,9 @@ class PostgresProjector:
 
     name = "postgres"
     dead_letters_decode = True
+    min_batch_interval = 0.1
+    """Seconds between the starts of two batches: under live load each batch's fixed
+    costs (two round trips, the group commit) are shared by more events."""
 
     def __init__(self, *, dsn: str, schema: str, group: str, dlq_topic: str) -> None:
         self.dsn = dsn
