@@ -126,8 +126,10 @@ def describe(outcome: DemoOutcome, settings: StackSettings) -> list[str]:
     lines += [
         "Where to look next:",
         f"  API docs         {s.api_url}/docs",
-        f"  metrics          {s.api_url}/metrics  http://{s.host}:{s.streams_metrics_port}/metrics"
-        f"  http://{s.host}:{s.gateway_metrics_port}/metrics",
+        f"  metrics          {s.api_url}/metrics  http://{s.host}:{s.gateway_metrics_port}/metrics",
+        f"  streams metrics  http://{s.host}:{s.streams_metrics_port}/metrics (postgres)  "
+        f"http://{s.host}:{s.streams_clickhouse_metrics_port}/metrics (clickhouse)  "
+        f"http://{s.host}:{s.streams_derived_metrics_port}/metrics (derived)",
         f"  logs             {s.logs_dir}/",
         f"  analysts' query  .venv/bin/python -m turnlog.projections.clickhouse query --url "
         f"{s.analytics_url} --database {s.clickhouse_database} "
