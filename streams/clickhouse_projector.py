@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Final, TypeVar
+from typing import TypeVar
 
 from turnlog.projections.clickhouse.migrate import migrate_clickhouse
 from turnlog.projections.clickhouse.store import (
@@ -28,7 +28,6 @@ from turnlog.projections.clickhouse.store import (
     connect,
 )
 from turnlog.projections.clickhouse.writer import ClickHouseProjection
-from turnlog.projections.records import SourceRecord
 from turnlog.streams.config import redact_url
 from turnlog.streams.dlq import dead_letter_record
 from turnlog.streams.errors import (
@@ -36,52 +35,15 @@ from turnlog.streams.errors import (
     SinkUnavailableError,
     StartupError,
 )
-from turnlog.streams.isolate import RetryPolicy, Sink, Verdict, apply_isolating
-from turnlog.streams.metrics import FRESHNESS_SAMPLES
+from turnlog.streams.isolate import QUICK_RETRIES, apply_isolating
+from turnlog.streams.metrics import sample_freshness
 from turnlog.streams.projector import Applied, DecodedBatch, Deliver
-from turnlog.streams.records import STAGE_CLICKHOUSE, DeadLetter, RawRecord
+from turnlog.streams.records import STAGE_CLICKHOUSE
+from turnlog.streams.sinks import clickhouse_sink, letter_for
 
 logger = logging.getLogger("turnlog.streams.clickhouse")
 
 T = TypeVar("T")
-
-QUICK_RETRIES: Final = RetryPolicy(attempts=2, first_delay=0.2, max_delay=0.2)
-"""Within a batch, one quick retry of a failed insert; past it the engine's backoff."""
-
-DATA_ERRORS: Final = frozenset({
-    6,    # CANNOT_PARSE_TEXT
-    26,   # CANNOT_PARSE_QUOTED_STRING
-    27,   # CANNOT_PARSE_INPUT_ASSERTION_FAILED
-    33,   # CANNOT_READ_ALL_DATA (a value that is not a whole JSON object)
-    38,   # CANNOT_PARSE_DATE
-    41,   # CANNOT_PARSE_DATETIME
-    53,   # TYPE_MISMATCH
-    69,   # ARGUMENT_OUT_OF_BOUND
-    70,   # CANNOT_CONVERT_TYPE
-    72,   # CANNOT_PARSE_NUMBER
-    117,  # INCORRECT_DATA
-    321,  # VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
-    349,  # CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN
-    376,  # CANNOT_PARSE_UUID
-})  # fmt: skip
-"""ClickHouse error codes that blame a value of the insert, not the server."""
-
-
-def classify(error: BaseException) -> Verdict:
-    """A refused value is isolated; any other store error is retried (the README: retry a
-    failed batch unchanged); an error that is not the store's is the event's."""
-    if isinstance(error, QueryFailedError) and error.code in DATA_ERRORS:
-        return Verdict.ISOLATE
-    if isinstance(error, AnalyticsStoreError | OSError):
-        return Verdict.RETRY
-    return Verdict.ISOLATE
-
-
-def letter_for(record: RawRecord, error: BaseException) -> DeadLetter:
-    """The dead letter of a record ClickHouse refused."""
-    return DeadLetter(record, "projection_failed", type(error).__name__, str(error),
-                      STAGE_CLICKHOUSE)  # fmt: skip
-
 
 class ClickHouseProjector:
     """See the module doc."""
@@ -181,18 +143,19 @@ class ClickHouseProjector:
         projection = self._opened()
         sources = [d.source for d in batch.events]
         pending = projection.pending(sources)
-        sink: Sink[SourceRecord, None] = Sink(STAGE_CLICKHOUSE, projection.insert_events, classify)
+        sink = clickhouse_sink(projection.insert_events)
         try:
             outcome = apply_isolating(sink, pending, policy=QUICK_RETRIES, sleep=time.sleep)
         except SinkUnavailableError as error:
             raise self._unavailable(error) from error
         raw_of = {id(d.source): d.raw for d in batch.events}
-        letters = [letter_for(raw_of[id(source)], error) for source, error in outcome.rejected]
+        letters = [letter_for(raw_of[id(source)], error, STAGE_CLICKHOUSE)
+                   for source, error in outcome.rejected]  # fmt: skip
         return Applied(
             events=len(pending) - len(letters),
             duplicates=len(sources) - len(pending),
             dead_letters=letters,
-            freshness=_freshness(pending),
+            freshness=sample_freshness(pending),
         )
 
     def _record_positions(self, offsets: dict[tuple[str, int], int]) -> None:
@@ -210,12 +173,3 @@ class ClickHouseProjector:
         await self._on_thread(close)
         self._thread.shutdown(wait=False)
 
-
-def _freshness(sources: Sequence[SourceRecord]) -> list[float]:
-    """Seconds from events' time to now, for at most `FRESHNESS_SAMPLES` evenly spread
-    events (the metric samples that many; the rest would be CPU for nothing)."""
-    if not sources:
-        return []
-    now = datetime.now(UTC)
-    step = -(-len(sources) // FRESHNESS_SAMPLES)
-    return [(now - s.event.time).total_seconds() for s in sources[::step]]

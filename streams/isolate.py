@@ -21,7 +21,7 @@ import enum
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 from turnlog.streams.errors import SinkUnavailableError
 
@@ -48,6 +48,11 @@ class RetryPolicy:
 
     def delays(self) -> list[float]:
         return [min(self.first_delay * 2**i, self.max_delay) for i in range(self.attempts - 1)]
+
+
+QUICK_RETRIES: Final = RetryPolicy(attempts=2, first_delay=0.2, max_delay=0.2)
+"""Within a batch, one quick retry of a failed write; past it a projection's engine waits
+with its backoff (`retry`) and applies the batch again."""
 
 
 @dataclass(slots=True)

@@ -17,28 +17,23 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 
-from turnlog.projections.postgres import statements
 from turnlog.projections.postgres.errors import ProjectionWriteError
 from turnlog.projections.postgres.writer import BatchResult, PostgresProjection
-from turnlog.projections.records import SourceRecord
 from turnlog.streams.config import redact_url
 from turnlog.streams.dlq import dead_letter_record
 from turnlog.streams.errors import DependencyUnavailableError, SinkUnavailableError
-from turnlog.streams.isolate import RetryPolicy, apply_isolating
+from turnlog.streams.isolate import QUICK_RETRIES, apply_isolating
 from turnlog.streams.locks import shared_projection_lock
-from turnlog.streams.metrics import FRESHNESS_SAMPLES
+from turnlog.streams.metrics import sample_freshness
 from turnlog.streams.projector import Applied, DecodedBatch, Deliver
 from turnlog.streams.records import DeadLetter
 from turnlog.streams.sinks import letter_for, postgres_sink
 
 T = TypeVar("T")
-
-QUICK_RETRIES: Final = RetryPolicy(attempts=2, first_delay=0.2, max_delay=0.2)
-"""Within a batch, one quick retry of a failed statement; past it the engine's backoff."""
 
 
 class PostgresProjector:
@@ -59,7 +54,6 @@ class PostgresProjector:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="turnlog-pg")
         self._projection: PostgresProjection | None = None
         self._lock_conn: psycopg.Connection[Any] | None = None
-        self._save = statements.save_offsets(schema).as_bytes()
 
     async def _on_thread(self, function: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._thread, function, *args)
@@ -107,13 +101,6 @@ class PostgresProjector:
             raise RuntimeError("the PostgreSQL projection did not open")
         return self._projection
 
-    def _save_offsets(self, offsets: dict[tuple[str, int], int]) -> None:
-        positions = sorted(offsets)
-        self._lock().execute(self._save, (
-            self.group, [t for t, _ in positions], [p for _, p in positions],
-            [offsets[p] for p in positions],
-        ))  # fmt: skip
-
     def revoked(self, partitions: Sequence[tuple[str, int]]) -> None:
         """Nothing is kept per partition."""
 
@@ -137,8 +124,10 @@ class PostgresProjector:
                 )  # fmt: skip
                 if batch.dead_letters or outcome.rejected:
                     # past what was not applied too (its dead letter goes out)
-                    self._save_offsets(batch.next_offsets())
-        except (SinkUnavailableError, psycopg.OperationalError) as error:
+                    projection.save_offsets(batch.next_offsets())
+        except (SinkUnavailableError, ProjectionWriteError, psycopg.OperationalError) as error:
+            if isinstance(error, ProjectionWriteError) and not error.retryable:
+                raise  # not the connection: waiting would not fix it
             self._drop_lock()
             raise self._unavailable(error) from error
         by_id = {id(d.source): d.raw for d in batch.events}
@@ -149,7 +138,7 @@ class PostgresProjector:
             events=sum(r.applied for r in results),
             duplicates=sum(r.skipped_duplicates for r in results),
             dead_letters=letters,
-            freshness=_freshness(sources),
+            freshness=sample_freshness(sources),
         ), letters
 
     def _lock(self) -> psycopg.Connection[Any]:
@@ -172,11 +161,4 @@ class PostgresProjector:
         await self._on_thread(close)
         self._thread.shutdown(wait=False)
 
-
-def _freshness(sources: list[SourceRecord]) -> list[float]:
-    if not sources:
-        return []
-    now = datetime.now(UTC)
-    step = -(-len(sources) // FRESHNESS_SAMPLES)
-    return [(now - s.event.time).total_seconds() for s in sources[::step]]
 

@@ -16,7 +16,7 @@ which are isolated. An exception that is not the store's is the event's (pure ro
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Final
+from typing import Final, TypeVar
 
 import psycopg
 
@@ -31,9 +31,13 @@ from turnlog.projections.records import SourceRecord
 from turnlog.streams.isolate import Sink, Verdict
 from turnlog.streams.records import STAGE_CLICKHOUSE, STAGE_POSTGRES, DeadLetter, RawRecord
 
+R = TypeVar("R")
+
 CLICKHOUSE_DATA_ERRORS: Final = frozenset({
     6,    # CANNOT_PARSE_TEXT
+    26,   # CANNOT_PARSE_QUOTED_STRING
     27,   # CANNOT_PARSE_INPUT_ASSERTION_FAILED
+    33,   # CANNOT_READ_ALL_DATA (a value that is not a whole JSON object)
     38,   # CANNOT_PARSE_DATE
     41,   # CANNOT_PARSE_DATETIME
     53,   # TYPE_MISMATCH
@@ -43,6 +47,7 @@ CLICKHOUSE_DATA_ERRORS: Final = frozenset({
     117,  # INCORRECT_DATA
     321,  # VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
     349,  # CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN
+    376,  # CANNOT_PARSE_UUID
 })
 """ClickHouse error codes that blame a value of the insert, not the server."""
 
@@ -85,7 +90,7 @@ def postgres_sink(
     return Sink(STAGE_POSTGRES, apply, classify_postgres, pinpoint_postgres)
 
 
-def clickhouse_sink(apply: Callable[[list[SourceRecord]], int]) -> Sink[SourceRecord, int]:
+def clickhouse_sink(apply: Callable[[list[SourceRecord]], R]) -> Sink[SourceRecord, R]:
     return Sink(STAGE_CLICKHOUSE, apply, classify_clickhouse)
 
 

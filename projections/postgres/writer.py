@@ -161,6 +161,19 @@ class PostgresProjection:
             cur.execute(self._load_offsets, (self.consumer, topic))
             return {int(p): int(o) for p, o in cur.fetchall()}
 
+    def save_offsets(self, offsets: Mapping[tuple[str, int], int]) -> None:
+        """Store next offsets without rows: past records the caller will not apply (dead
+        letters). Never moves an offset backwards."""
+        if not offsets:
+            return
+        with (
+            self._translated("saving offsets"),
+            self._connection() as conn,
+            conn.transaction(),
+            conn.cursor() as cur,
+        ):
+            self._write_offsets(cur, offsets)
+
     @contextmanager
     def _translated(self, doing: str) -> Iterator[None]:
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
-from typing import Any, Final
+from typing import Final
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -22,6 +22,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from turnlog.streams.decoding import raw_record
 from turnlog.streams.rebuild.plan import RebuildError, RebuildRefusedError
 from turnlog.streams.records import RawRecord
 from turnlog.streams.startup import FETCH_BYTES
@@ -76,13 +77,6 @@ class OffsetProgress:
         if partition in self.ranges:
             self.next[partition] = self.ranges[partition][1]
 
-
-def raw_record(message: Any) -> RawRecord:
-    """The processor's view of an aiokafka `ConsumerRecord`."""
-    headers = tuple((str(k), bytes(v or b"")) for k, v in (message.headers or ()))
-    stamp = message.timestamp / 1000 if message.timestamp is not None else None
-    return RawRecord(message.topic, message.partition, message.offset, message.key,
-                     message.value, headers, stamp)  # fmt: skip
 
 
 async def topic_partitions(bootstrap: str, topic: str) -> list[int]:

@@ -25,8 +25,9 @@ from turnlog.projections.postgres.migrate import migrate_postgres
 from turnlog.projections.postgres.writer import PostgresProjection
 from turnlog.schemas import CloudEvent, encode
 from turnlog.streams.config import StreamsSettings
+from turnlog.streams.decoding import raw_record
 from turnlog.streams.rebuild.apply import ReplayProcessor
-from turnlog.streams.rebuild.log import raw_record, topic_partitions
+from turnlog.streams.rebuild.log import topic_partitions
 from turnlog.streams.startup import PRODUCE_BYTES
 
 GROUP = "turnlog-streams-test"

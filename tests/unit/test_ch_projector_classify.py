@@ -1,4 +1,4 @@
-"""How the ClickHouse projector sorts a failed insert: a refused value is isolated, the
+"""How the ClickHouse projection sorts a failed insert: a refused value is isolated, the
 store's other failures are retried, anything else is the event's."""
 
 from __future__ import annotations
@@ -10,9 +10,11 @@ from turnlog.projections.clickhouse.store import (
     QueryFailedError,
     StoreLockedError,
 )
-from turnlog.streams.clickhouse_projector import ClickHouseProjector, classify, letter_for
+from turnlog.streams.clickhouse_projector import ClickHouseProjector
 from turnlog.streams.isolate import Verdict
-from turnlog.streams.records import RawRecord
+from turnlog.streams.records import STAGE_CLICKHOUSE, RawRecord
+from turnlog.streams.sinks import classify_clickhouse as classify
+from turnlog.streams.sinks import letter_for
 
 pytestmark = pytest.mark.unit
 
@@ -37,7 +39,8 @@ def test_an_error_that_is_not_the_stores_is_the_events() -> None:
 
 def test_a_dead_letter_names_the_stage_and_the_error() -> None:
     record = RawRecord("turnlog.events", 2, 40, b"s-1", b"{}")
-    letter = letter_for(record, QueryFailedError("Code: 41. Cannot read DateTime", code=41))
+    letter = letter_for(record, QueryFailedError("Code: 41. Cannot read DateTime", code=41),
+                        STAGE_CLICKHOUSE)
     assert (letter.record, letter.stage, letter.reason) == (
         record,
         "clickhouse",
