@@ -138,9 +138,13 @@ class Conversation:
         await self.wait_for(lambda e: e.type == t("agent.state_changed")
                             and e.data.new_state == "listening")  # fmt: skip
 
-    async def say(self, text: str, *, then: str) -> None:
-        """Type `text` on `lk.chat`, then wait until the agent answered with `then` in it."""
+    async def say(self, text: str, *, then: str | Any) -> None:
+        """Type `text` on `lk.chat`, then wait until the agent answered with `then` in it
+        (or, given a predicate, until an event satisfies it)."""
         await self.room.local_participant.send_text(text, topic="lk.chat")
+        if callable(then):
+            await self.wait_for(then)
+            return
         await self.wait_for(lambda e: e.type == t("conversation.item_added")
                             and e.data.role == "assistant" and then in (e.data.text or ""))
 
@@ -204,7 +208,7 @@ class Outcome:
     log: str
 
 
-def converse(example: str, lines: list[tuple[str, str]], *, stack: Stack, topics: Topics,
+def converse(example: str, lines: list[tuple[str, Any]], *, stack: Stack, topics: Topics,
              openai_url: str, tmp_path: Path) -> Outcome:  # fmt: skip
     """Start the example's worker, type each `(text, expected answer)`, leave, stop."""
     worker = start_worker(example, stack=stack, topics=topics, openai_url=openai_url,
@@ -258,8 +262,13 @@ def test_the_minimal_example_is_recorded_whole(
 def test_the_front_desk_hands_off_to_billing_and_its_tools_are_recorded(
     stack: Stack, topics: Topics, openai_server: FakeOpenAI, tmp_path: Path
 ) -> None:
+    # The handoff, not the old agent's spoken confirmation: livekit-agents may drop that
+    # reply when the new agent takes over first ("no activity context found"), a race of
+    # the framework's, not of the recording.
+    handed_over = lambda e: (  # noqa: E731
+        e.type == t("agent.handoff") and e.data.new_agent_id == "billing")
     events = converse("front_desk", [
-        ("Please transfer me to billing", "Transferring you"),
+        ("Please transfer me to billing", handed_over),
         ("What is the status of invoice 1042", "was paid"),
     ], stack=stack, topics=topics, openai_url=openai_server.url, tmp_path=tmp_path).events
 
