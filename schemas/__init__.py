@@ -39,7 +39,9 @@ from turnlog.schemas.events import *  # noqa: F403  (the payload models, listed 
 from turnlog.schemas.events import __all__ as _payload_names
 from turnlog.schemas.topics import (
     DLQ_TOPIC,
+    ERASURES_TOPIC,
     EVENTS_TOPIC,
+    KEYS_TOPIC,
     SESSIONS_TOPIC,
     TURNS_TOPIC,
     TopicSpec,
@@ -49,7 +51,9 @@ from turnlog.schemas.topics import (
 __all__ = [
     "CATALOG",
     "DLQ_TOPIC",
+    "ERASURES_TOPIC",
     "EVENTS_TOPIC",
+    "KEYS_TOPIC",
     "EVENT_TYPES",
     "MAX_EVENT_BYTES",
     "SESSIONS_TOPIC",

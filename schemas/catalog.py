@@ -14,7 +14,7 @@ from typing import Any
 
 from turnlog.schemas.base import EventPayload, is_valid_type
 from turnlog.schemas.errors import UnknownEventTypeError
-from turnlog.schemas.events import PAYLOAD_MODELS
+from turnlog.schemas.events import PAYLOAD_MODELS, PRIVACY_MODELS
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 """Turns the `data` of an old type into the `data` of the type that replaces it."""
@@ -103,7 +103,7 @@ class Catalog:
         return len(self._models)
 
 
-CATALOG = Catalog(PAYLOAD_MODELS)
+CATALOG = Catalog((*PAYLOAD_MODELS, *PRIVACY_MODELS))
 """The v1 catalog every producer and consumer uses."""
 
 EVENT_TYPES: Mapping[str, type[EventPayload]] = CATALOG.types

@@ -91,6 +91,28 @@ def trusted_event(
     return event
 
 
+def with_sealing(
+    event: CloudEvent[P],
+    *,
+    data: P,
+    keyid: str | None,
+    sealed: str | None,
+    redactions: int | None,
+) -> CloudEvent[P]:
+    """`event` with its payload and privacy extensions replaced, without validation: for
+    the sealing stage, whose values are valid by construction (a payload of the same
+    model with strings swapped, the session id as key id)."""
+    fields = dict(event.__dict__)
+    fields.update(data=data, keyid=keyid, sealed=sealed, redactions=redactions)
+    fields.setdefault("datacontenttype", DATA_CONTENT_TYPE)
+    new: CloudEvent[P] = CloudEvent.__new__(CloudEvent)
+    object.__setattr__(new, "__dict__", fields)
+    object.__setattr__(new, "__pydantic_fields_set__", _SEALED_FIELDS_SET)
+    object.__setattr__(new, "__pydantic_extra__", None)
+    object.__setattr__(new, "__pydantic_private__", None)
+    return new
+
+
 def _envelope(
     payload: EventPayload,
     *,
@@ -115,10 +137,13 @@ def _envelope(
         "sessionid": session_id,
         "sequence": sequence,
         "partitionkey": session_id,
+        "keyid": None,
+        "sealed": None,
+        "redactions": None,
         "data": payload,
     }
     if not defaults:
-        del fields["datacontenttype"]
+        del fields["datacontenttype"], fields["keyid"], fields["sealed"], fields["redactions"]
     return fields
 
 
@@ -127,6 +152,7 @@ _TRUSTED_FIELDS_SET: Final = frozenset(
      "partitionkey", "data"}
 )  # fmt: skip
 """What `new_event` sets (datacontenttype is its default)."""
+_SEALED_FIELDS_SET: Final = _TRUSTED_FIELDS_SET | {"keyid", "sealed", "redactions"}
 
 
 def encode(event: CloudEvent[Any]) -> bytes:

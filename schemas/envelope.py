@@ -32,6 +32,10 @@ SOURCE_PATTERN: Final = r"^/(agents|streams)/[^/\s]+/[^/\s]+$"
 P = TypeVar("P", bound=EventPayload)
 
 
+def _absent(value: object) -> bool:
+    return value is None
+
+
 class CloudEvent(BaseModel, Generic[P]):
     """One event: a CloudEvents 1.0 envelope around a typed payload.
 
@@ -67,6 +71,17 @@ class CloudEvent(BaseModel, Generic[P]):
     it."""
     partitionkey: str = Field(min_length=1)
     """Extension: Kafka partitioning key; always equal to `sessionid`."""
+    keyid: str | None = Field(default=None, min_length=1, exclude_if=_absent)
+    """Extension: id of the data key that sealed the personal fields of `data` (Turnlog's
+    keys are per session: the key id is the session id). Absent when nothing is sealed."""
+    sealed: str | None = Field(default=None, min_length=1, exclude_if=_absent)
+    """Extension: the sealed fields of `data`, space-separated dotted paths (`text`,
+    `calls.0.arguments`); each holds a `tlsealed1:` token (see `schemas.sealing`) instead
+    of its text. Absent when nothing is sealed."""
+    redactions: int | None = Field(default=None, ge=0, exclude_if=_absent)
+    """Extension: how many findings (card numbers, e-mail addresses, phone numbers...) the
+    producer's redaction removed from `data` before publishing; absent when redaction is
+    off for the producer."""
     data: Annotated[SerializeAsAny[P], WithJsonSchema({"type": "object"})]
     """The payload; its JSON Schema is the file named after `type`."""
 

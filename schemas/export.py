@@ -20,9 +20,13 @@ from turnlog.schemas.catalog import CATALOG, Catalog
 from turnlog.schemas.compat import check_compatible
 from turnlog.schemas.envelope import CloudEvent
 from turnlog.schemas.errors import IncompatibleSchemaError
+from turnlog.schemas.personal import personal_paths
 
 JSONSCHEMA_DIR: Final = Path(__file__).parent / "jsonschema"
 ENVELOPE_FILE: Final = "envelope.json"
+PERSONAL_PATHS_KEYWORD: Final = "x-turnlog-personal-paths"
+"""Top-level keyword of a type's schema: the paths of its personal fields, each sealed by
+the producer (a `tlsealed1:` token) and listed per event in the envelope's `sealed`."""
 DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
 
 BUMP_THE_MAJOR: Final = (
@@ -35,6 +39,9 @@ BUMP_THE_MAJOR: Final = (
 def payload_schema(model: type[EventPayload]) -> dict[str, Any]:
     """The JSON Schema of one payload model, as exported."""
     schema = model.model_json_schema(mode="validation")
+    personal = personal_paths(model)
+    if personal:  # sealed by the producer: see the envelope's `keyid` and `sealed`
+        schema[PERSONAL_PATHS_KEYWORD] = personal
     return {"$schema": DIALECT, "$id": f"urn:turnlog:schema:{model.TYPE}", **_open(schema)}
 
 

@@ -20,6 +20,17 @@ DLQ_TOPIC: Final = "turnlog.events.dlq"
 DERIVED_STATE_TOPIC: Final = "turnlog.streams.derived-state"
 """The derived projector's changelog: per-session fold state and per-partition position,
 in the events' partition numbers (see `streams.derived_changelog`)."""
+KEYS_TOPIC: Final = "turnlog.keys"
+"""Wrapped data keys (`turnlog.key.issued.v1`), compacted by key id; erasure tombstones."""
+ERASURES_TOPIC: Final = "turnlog.erasures"
+"""The erasure audit trail (`turnlog.erasure.completed.v1`), kept forever."""
+
+KEY_COMPACTION_LAG_MS: Final = 60 * 60 * 1000
+"""1 hour: how long a record of `turnlog.keys` may wait before the log cleaner compacts it
+(`segment.ms` and `max.compaction.lag.ms`). An erased key's wrapped copy is gone from the
+topic's files within about twice this, plus the cleaner's back-off."""
+TOMBSTONE_RETENTION_MS: Final = 24 * 60 * 60 * 1000
+"""1 day: how long a tombstone of `turnlog.keys` stays, so every consumer sees it."""
 
 MAX_MESSAGE_BYTES: Final = 2 * MAX_EVENT_BYTES
 """`max.message.bytes` of the event topics: a record batch holding one event of
@@ -49,8 +60,11 @@ class TopicSpec:
     configs: Mapping[str, str]
 
 
-def topic_specs(prefix: str = "") -> list[TopicSpec]:
-    """The five topics, each name prefixed with `prefix` (e.g. a test run's id)."""
+def topic_specs(
+    prefix: str = "", *, key_compaction_lag_ms: int = KEY_COMPACTION_LAG_MS
+) -> list[TopicSpec]:
+    """The seven topics, each name prefixed with `prefix` (e.g. a test run's id);
+    `key_compaction_lag_ms` bounds how long an erased key survives in `turnlog.keys`."""
     return [
         _spec(
             prefix + EVENTS_TOPIC,
@@ -96,6 +110,27 @@ def topic_specs(prefix: str = "") -> list[TopicSpec]:
             configs={
                 "cleanup.policy": "compact",  # the latest state per key; deleted keys go
                 "max.message.bytes": str(MAX_MESSAGE_BYTES),  # one buffered event fits
+            },
+        ),
+        _spec(
+            prefix + KEYS_TOPIC,
+            partitions=3,
+            configs={
+                "cleanup.policy": "compact",  # the latest record per key id
+                "segment.ms": str(key_compaction_lag_ms),
+                "max.compaction.lag.ms": str(key_compaction_lag_ms),
+                "min.cleanable.dirty.ratio": "0.01",
+                "delete.retention.ms": str(TOMBSTONE_RETENTION_MS),
+                "file.delete.delay.ms": "1000",
+            },
+        ),
+        _spec(
+            prefix + ERASURES_TOPIC,
+            partitions=1,
+            configs={
+                "cleanup.policy": "delete",
+                "retention.ms": _UNLIMITED,  # proof for an auditor: keep it
+                "retention.bytes": _UNLIMITED,
             },
         ),
     ]

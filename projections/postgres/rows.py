@@ -28,6 +28,8 @@ from turnlog.schemas import (
     AgentStateChanged,
     CloudEvent,
     ConversationItemAdded,
+    DataKeyIssued,
+    ErasureCompleted,
     ErrorOccurred,
     EventPayload,
     LlmUsage,
@@ -80,10 +82,13 @@ class Insert:
 RowOp = Upsert | Insert
 """One row operation; apply with `fold.Fold` (memory) or `writer.PostgresProjection`."""
 
-NO_ROWS: Final[frozenset[type[EventPayload]]] = frozenset({TurnCompleted, SessionSummarized})
-"""Derived records of `turnlog.turns` and `turnlog.sessions`: the projection reads the log
-only. Their (sessionid, sequence) is their source event's, so they must not enter the
-ledger either; the writer counts them as ignored."""
+NO_ROWS: Final[frozenset[type[EventPayload]]] = frozenset(
+    {TurnCompleted, SessionSummarized, DataKeyIssued, ErasureCompleted}
+)
+"""Derived records of `turnlog.turns` and `turnlog.sessions`, and the key store's and
+erasures' records (their own topics): the projection reads the log only. A derived
+record's (sessionid, sequence) is its source event's, so it must not enter the ledger
+either; the writer counts them as ignored."""
 
 SESSION_ACTIVITY_ONLY: Final[frozenset[type[EventPayload]]] = frozenset({
     TrackPublished, TrackUnpublished, UserStateChanged, AgentStateChanged, SpeechCreated,

@@ -26,6 +26,12 @@ from turnlog.schemas.events.metrics import (
     TtsMetrics,
     VadMetrics,
 )
+from turnlog.schemas.events.privacy import (
+    DataKeyIssued,
+    ErasureCompleted,
+    ErasureScope,
+    ErasureStep,
+)
 from turnlog.schemas.events.session import (
     ErrorDetail,
     ErrorOccurred,
@@ -85,20 +91,28 @@ PAYLOAD_MODELS: tuple[type[EventPayload], ...] = (
     TurnCompleted,
     SessionSummarized,
 )
-"""Every payload model of the v1 catalog, log events first, then derived records."""
+"""Every payload model of the log and the derived topics, log events first."""
+
+PRIVACY_MODELS: tuple[type[EventPayload], ...] = (DataKeyIssued, ErasureCompleted)
+"""The key store's and the erasures' records (`turnlog.keys`, `turnlog.erasures`)."""
 
 __all__ = [
     "PAYLOAD_MODELS",
+    "PRIVACY_MODELS",
     "AgentFalseInterruptionDetected",
     "AgentHandedOff",
     "AgentMetrics",
     "AgentStateChanged",
     "AvatarMetrics",
     "ConversationItemAdded",
+    "DataKeyIssued",
     "DecisionMetrics",
     "EotInferenceMetrics",
     "EotUsage",
     "EouMetrics",
+    "ErasureCompleted",
+    "ErasureScope",
+    "ErasureStep",
     "ErrorDetail",
     "ErrorOccurred",
     "InterruptionMetrics",

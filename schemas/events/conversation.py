@@ -7,6 +7,7 @@ from typing import ClassVar, Literal, TypeAlias
 from pydantic import Field
 
 from turnlog.schemas.base import ModelInfo, Record, TurnScoped, UtcDatetime
+from turnlog.schemas.personal import Personal
 
 ChatRole: TypeAlias = Literal["user", "assistant", "system", "developer"]
 """LiveKit `ChatRole`."""
@@ -18,7 +19,7 @@ class UserTranscribed(TurnScoped):
 
     TYPE: ClassVar[str] = "turnlog.user.transcribed.v1"
 
-    transcript: str
+    transcript: Personal
     """The transcribed text; an interim result is replaced by later ones."""
     is_final: bool
     """True for a final transcript of a segment, False for an interim one."""
@@ -86,7 +87,7 @@ class ConversationItemAdded(TurnScoped):
     """LiveKit chat item id (`ChatMessage.id`)."""
     role: ChatRole
     """Who the message is from."""
-    text: str
+    text: Personal
     """Text content, with LiveKit's expressive markup removed; empty when the message has
     no text."""
     interrupted: bool = False

@@ -15,6 +15,7 @@ from pydantic import Field
 
 from turnlog.schemas.base import EventPayload, ModelInfo, UtcDatetime
 from turnlog.schemas.events.session import CloseReason
+from turnlog.schemas.personal import OptionalPersonal, PersonalTuple
 
 SessionStatus: TypeAlias = Literal["active", "closed", "failed"]
 """`active` until `session.closed`; then `closed`, or `failed` when it closed on an error."""
@@ -37,9 +38,9 @@ class TurnCompleted(EventPayload):
     """Id of the turn, as on the turn's events."""
     interrupted: bool
     """Whether the user interrupted the agent's answer."""
-    user_text: str | None = None
+    user_text: OptionalPersonal = None
     """The user's final transcript; None for a turn the agent started."""
-    assistant_text: str | None = None
+    assistant_text: OptionalPersonal = None
     """What the agent said (up to the interruption, if any)."""
     user_item_id: str | None = None
     """Chat item id of the user message."""
@@ -124,7 +125,7 @@ class SessionSummarized(EventPayload):
     """LiveKit worker id."""
     agent_ids: tuple[str, ...] = ()
     """Ids of the `Agent`s that ran, in order of first activation (handoffs add more)."""
-    participants: tuple[str, ...] = ()
+    participants: PersonalTuple = ()
     """Identities of the participants that joined, in order of first join."""
     turn_count: int = Field(default=0, ge=0)
     """Completed turns."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import ClassVar, Literal, TypeAlias
 
 from turnlog.schemas.base import EventPayload, ModelInfo, Record, TurnScoped, UtcDatetime
+from turnlog.schemas.personal import OptionalPersonal, Personal
 
 CloseReason: TypeAlias = Literal[
     "error", "job_shutdown", "participant_disconnected", "user_initiated", "task_completed"
@@ -36,7 +37,7 @@ class SessionStarted(EventPayload):
     """LiveKit room sid, when the server reported it."""
     agent_id: str | None = None
     """Id of the first `Agent` the session runs (`Agent.id`)."""
-    participant_identity: str | None = None
+    participant_identity: OptionalPersonal = None
     """Identity of the participant the session is linked to, if known at start."""
     accepted_at: UtcDatetime | None = None
     """When the worker accepted the job (UTC)."""
@@ -53,7 +54,7 @@ class ErrorDetail(Record):
 
     source: ErrorSource
     """Which component raised it."""
-    message: str
+    message: Personal
     """Human-readable message, scrubbed by the gateway: no API keys, tokens or URLs with
     credentials, and truncated to a few hundred characters."""
     recoverable: bool
@@ -86,11 +87,11 @@ class ParticipantJoined(EventPayload):
 
     TYPE: ClassVar[str] = "turnlog.participant.joined.v1"
 
-    identity: str
+    identity: Personal
     """Participant identity, stable across reconnects."""
     sid: str
     """Participant sid, new for every connection."""
-    name: str | None = None
+    name: OptionalPersonal = None
     """Display name, if set."""
     kind: str | None = None
     """LiveKit participant kind, lower case: `standard`, `sip`, `agent`, `ingress`,
@@ -102,7 +103,7 @@ class ParticipantLeft(EventPayload):
 
     TYPE: ClassVar[str] = "turnlog.participant.left.v1"
 
-    identity: str
+    identity: Personal
     """Participant identity."""
     sid: str
     """Participant sid of the connection that ended."""
@@ -116,7 +117,7 @@ class TrackPublished(EventPayload):
 
     TYPE: ClassVar[str] = "turnlog.track.published.v1"
 
-    participant_identity: str
+    participant_identity: Personal
     """Identity of the publishing participant."""
     participant_sid: str
     """Sid of the publishing participant."""
@@ -143,7 +144,7 @@ class TrackUnpublished(EventPayload):
 
     TYPE: ClassVar[str] = "turnlog.track.unpublished.v1"
 
-    participant_identity: str
+    participant_identity: Personal
     """Identity of the participant that unpublished."""
     participant_sid: str
     """Sid of the participant that unpublished."""

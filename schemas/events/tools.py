@@ -7,6 +7,7 @@ from typing import Annotated, ClassVar, Literal, TypeAlias
 from pydantic import Field
 
 from turnlog.schemas.base import Record, TurnScoped, UtcDatetime
+from turnlog.schemas.personal import OptionalPersonal, Personal
 
 
 class ToolCall(Record):
@@ -17,10 +18,10 @@ class ToolCall(Record):
     """Id the LLM gave the call; the output carries the same id."""
     name: str
     """Name of the function tool."""
-    arguments: str
+    arguments: Personal
     """Arguments exactly as the LLM produced them: a JSON object as a string (it may be
     invalid JSON when the model erred)."""
-    output: str
+    output: Personal
     """The tool's output as given back to the LLM, or the error text."""
     is_error: bool
     """Whether the tool raised (or was interrupted) instead of returning."""
@@ -54,7 +55,7 @@ class ToolCallStartedUpdate(Record):
     """Id of the call."""
     name: str
     """Name of the function tool."""
-    arguments: str
+    arguments: Personal
     """Arguments as a JSON string, as the LLM produced them."""
 
 
@@ -68,7 +69,7 @@ class ToolCallProgressUpdate(Record):
     """Entry id: the `call_id` inline, `{call_id}_update_N` when deferred."""
     call_id: str
     """Id of the call."""
-    message: str
+    message: Personal
     """The progress message."""
     silent: bool = False
     """True when the update was kept to the model and the user heard nothing."""
@@ -85,7 +86,7 @@ class ToolCallEndedUpdate(Record):
     """Id of the call."""
     status: Literal["done", "error", "cancelled"]
     """How the call ended."""
-    message: str | None = None
+    message: OptionalPersonal = None
     """Result or error text; None when there is nothing to voice."""
 
 

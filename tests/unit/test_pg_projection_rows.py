@@ -33,6 +33,8 @@ from turnlog.schemas import (
     AgentStateChanged,
     CloudEvent,
     ConversationItemAdded,
+    DataKeyIssued,
+    ErasureCompleted,
     ErrorDetail,
     ErrorOccurred,
     EventPayload,
@@ -90,7 +92,7 @@ def at(seq: int = 7) -> datetime:
 def test_every_catalog_type_is_handled_or_listed_as_producing_no_rows() -> None:
     assert set(EVENT_TYPES.values()) == HANDLED | NO_ROWS
     assert not HANDLED & NO_ROWS
-    assert {TurnCompleted, SessionSummarized} == NO_ROWS
+    assert {TurnCompleted, SessionSummarized, DataKeyIssued, ErasureCompleted} == NO_ROWS
 
 
 def test_session_started_sets_the_started_group_agent_and_linked_participant() -> None:

@@ -1,5 +1,5 @@
-"""Topic specs: the four topics of DESIGN.md, and the derived projector's changelog, with
-their configs."""
+"""Topic specs: the four topics of DESIGN.md, the derived projector's changelog and the
+privacy topics (keys, erasures), with their configs."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from turnlog.schemas import (
     TopicSpec,
     topic_specs,
 )
-from turnlog.schemas.topics import DERIVED_STATE_TOPIC
+from turnlog.schemas.topics import DERIVED_STATE_TOPIC, ERASURES_TOPIC, KEYS_TOPIC
 
 pytestmark = pytest.mark.unit
 
@@ -27,7 +27,8 @@ def _by_name(prefix: str = "") -> dict[str, TopicSpec]:
 
 def test_the_four_topics_and_the_derived_changelog() -> None:
     assert list(_by_name()) == [
-        EVENTS_TOPIC, TURNS_TOPIC, SESSIONS_TOPIC, DLQ_TOPIC, DERIVED_STATE_TOPIC,
+        EVENTS_TOPIC, TURNS_TOPIC, SESSIONS_TOPIC, DLQ_TOPIC, DERIVED_STATE_TOPIC, KEYS_TOPIC,
+        ERASURES_TOPIC,
     ]  # fmt: skip
     assert DERIVED_STATE_TOPIC == "turnlog.streams.derived-state"
     assert (EVENTS_TOPIC, TURNS_TOPIC, SESSIONS_TOPIC, DLQ_TOPIC) == (
@@ -88,3 +89,19 @@ def test_the_derived_changelog_is_compacted_in_the_events_partitions() -> None:
     assert state.partitions == _by_name()[EVENTS_TOPIC].partitions
     assert state.configs["cleanup.policy"] == "compact"
     assert int(state.configs["max.message.bytes"]) >= 2 * MAX_EVENT_BYTES
+
+
+def test_an_erased_key_leaves_the_keys_topic_within_a_bounded_time() -> None:
+    keys = _by_name()[KEYS_TOPIC]
+    assert keys.configs["cleanup.policy"] == "compact"
+    lag = int(keys.configs["max.compaction.lag.ms"])
+    assert lag == int(keys.configs["segment.ms"]) == 3600 * 1000  # a closed segment is cleanable
+    assert float(keys.configs["min.cleanable.dirty.ratio"]) <= 0.01
+    short = {s.name: s for s in topic_specs(key_compaction_lag_ms=5000)}[KEYS_TOPIC]
+    assert short.configs["max.compaction.lag.ms"] == short.configs["segment.ms"] == "5000"
+
+
+def test_the_erasure_trail_is_kept_forever() -> None:
+    erasures = _by_name()[ERASURES_TOPIC]
+    assert erasures.configs["retention.ms"] == "-1"
+    assert erasures.configs["cleanup.policy"] == "delete"

@@ -11,9 +11,26 @@ export type Datacontenttype = "application/json";
  */
 export type Id = string;
 /**
+ * Extension: id of the data key that sealed the personal fields of `data` (Turnlog's
+ * keys are per session: the key id is the session id). Absent when nothing is sealed.
+ */
+export type Keyid = string | null;
+/**
  * Extension: Kafka partitioning key; always equal to `sessionid`.
  */
 export type Partitionkey = string;
+/**
+ * Extension: how many findings (card numbers, e-mail addresses, phone numbers...) the
+ * producer's redaction removed from `data` before publishing; absent when redaction is
+ * off for the producer.
+ */
+export type Redactions = number | null;
+/**
+ * Extension: the sealed fields of `data`, space-separated dotted paths (`text`,
+ * `calls.0.arguments`); each holds a `tlsealed1:` token (see `schemas.sealing`) instead
+ * of its text. Absent when nothing is sealed.
+ */
+export type Sealed = string | null;
 /**
  * Extension: position of the event in its session: 1, 2, 3... with no gaps in
  * `turnlog.events`; on a derived record, the sequence of the source event that produced
@@ -59,7 +76,10 @@ export interface CloudEvent {
   data: {};
   datacontenttype?: Datacontenttype;
   id: Id;
+  keyid?: Keyid;
   partitionkey: Partitionkey;
+  redactions?: Redactions;
+  sealed?: Sealed;
   sequence: Sequence;
   sessionid: Sessionid;
   source: Source;

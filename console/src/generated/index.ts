@@ -4,7 +4,9 @@ import type { AgentFalseInterruptionDetected } from "./turnlog.agent.false_inter
 import type { AgentHandedOff } from "./turnlog.agent.handoff.v1";
 import type { AgentStateChanged } from "./turnlog.agent.state_changed.v1";
 import type { ConversationItemAdded } from "./turnlog.conversation.item_added.v1";
+import type { ErasureCompleted } from "./turnlog.erasure.completed.v1";
 import type { ErrorOccurred } from "./turnlog.error.v1";
+import type { DataKeyIssued } from "./turnlog.key.issued.v1";
 import type { MetricsCollected } from "./turnlog.metrics.collected.v1";
 import type { ParticipantJoined } from "./turnlog.participant.joined.v1";
 import type { ParticipantLeft } from "./turnlog.participant.left.v1";
@@ -27,7 +29,9 @@ export type { AgentFalseInterruptionDetected } from "./turnlog.agent.false_inter
 export type { AgentHandedOff } from "./turnlog.agent.handoff.v1";
 export type { AgentStateChanged } from "./turnlog.agent.state_changed.v1";
 export type { ConversationItemAdded } from "./turnlog.conversation.item_added.v1";
+export type { ErasureCompleted } from "./turnlog.erasure.completed.v1";
 export type { ErrorOccurred } from "./turnlog.error.v1";
+export type { DataKeyIssued } from "./turnlog.key.issued.v1";
 export type { MetricsCollected } from "./turnlog.metrics.collected.v1";
 export type { ParticipantJoined } from "./turnlog.participant.joined.v1";
 export type { ParticipantLeft } from "./turnlog.participant.left.v1";
@@ -52,7 +56,9 @@ export interface EventDataByType {
   "turnlog.agent.handoff.v1": AgentHandedOff;
   "turnlog.agent.state_changed.v1": AgentStateChanged;
   "turnlog.conversation.item_added.v1": ConversationItemAdded;
+  "turnlog.erasure.completed.v1": ErasureCompleted;
   "turnlog.error.v1": ErrorOccurred;
+  "turnlog.key.issued.v1": DataKeyIssued;
   "turnlog.metrics.collected.v1": MetricsCollected;
   "turnlog.participant.joined.v1": ParticipantJoined;
   "turnlog.participant.left.v1": ParticipantLeft;
@@ -80,7 +86,9 @@ export const EVENT_TYPES: readonly EventType[] = [
   "turnlog.agent.handoff.v1",
   "turnlog.agent.state_changed.v1",
   "turnlog.conversation.item_added.v1",
+  "turnlog.erasure.completed.v1",
   "turnlog.error.v1",
+  "turnlog.key.issued.v1",
   "turnlog.metrics.collected.v1",
   "turnlog.participant.joined.v1",
   "turnlog.participant.left.v1",
