@@ -73,11 +73,13 @@ def test_the_json_schema_documents_personal_fields() -> None:
 
 def test_a_sealed_event_names_its_key_and_fields_and_holds_no_clear_text() -> None:
     key = DataKey.generate("s-1")
-    call = ToolCall(call_id="c1", name="lookup", arguments='{"card": "4111"}', output="Paris",
-                    is_error=False)  # fmt: skip
+    call = ToolCall(
+        call_id="c1", name="lookup", arguments='{"card": "4111"}', output="Paris", is_error=False
+    )
     sealed = seal_event(_event(ToolsExecuted(calls=(call, call))), key)
     body = encode(sealed)
-    assert b"4111" not in body and b"Paris" not in body
+    assert b"4111" not in body
+    assert b"Paris" not in body
     assert b'"name":"lookup"' in body  # not personal
     back = decode(body)
     assert back.keyid == "s-1"
@@ -92,14 +94,24 @@ def test_a_sealed_event_names_its_key_and_fields_and_holds_no_clear_text() -> No
 
 def test_nested_and_union_fields_are_sealed() -> None:
     key = DataKey.generate("s-1")
-    error = seal_event(_event(ErrorOccurred(error=ErrorDetail(source="llm", message="Ada said no",
-                                                                recoverable=True))), key)  # fmt: skip
-    assert error.sealed == "error.message" and is_sealed(error.data.error.message)
-    update = seal_event(
-        _event(ToolExecutionUpdated(update=ToolCallEndedUpdate(entry_id="e", call_id="c",
-                                                               status="done", message="42 Main St"))),
+    error = seal_event(
+        _event(
+            ErrorOccurred(error=ErrorDetail(source="llm", message="Ada said no", recoverable=True))
+        ),
         key,
-    )  # fmt: skip
+    )
+    assert error.sealed == "error.message"
+    assert is_sealed(error.data.error.message)
+    update = seal_event(
+        _event(
+            ToolExecutionUpdated(
+                update=ToolCallEndedUpdate(
+                    entry_id="e", call_id="c", status="done", message="42 Main St"
+                )
+            )
+        ),
+        key,
+    )
     assert update.sealed == "update.message"
 
 
@@ -110,7 +122,8 @@ def test_events_without_personal_text_are_unchanged() -> None:
     empty = _event(ConversationItemAdded(item_id="i", role="assistant", text=""))
     assert seal_event(empty, key) is empty  # nothing to hide, nothing marked
     counted = seal_event(state, key, redactions=0)
-    assert counted.redactions == 0 and counted.keyid is None
+    assert counted.redactions == 0
+    assert counted.keyid is None
     assert b'"keyid"' not in encode(state)  # absent, not null
 
 
@@ -134,7 +147,8 @@ def test_the_kek_wraps_and_unwraps_data_keys() -> None:
     wrapped = wrapping.wrap(key)
     assert key.secret not in wrapped
     assert unwrapping.unwrap("s-9", wrapped) == key
-    assert unwrapping.wrapping.kek_id == wrapping.kek_id and len(wrapping.kek_id) == 16
+    assert unwrapping.wrapping.kek_id == wrapping.kek_id
+    assert len(wrapping.kek_id) == 16
     other_private, _ = generate_kek()
     with pytest.raises(SealingError, match="not wrapped by this KEK"):
         UnwrappingKey.from_pem(other_private).unwrap("s-9", wrapped)
@@ -148,7 +162,8 @@ def test_any_text_round_trips(text: str) -> None:
     key = DataKey(f"s-{random.Random(SEED).randrange(10**6)}", bytes(range(64)))
     event = seal_event(_event(UserTranscribed(transcript=text, is_final=True), key.key_id), key)
     stored = json.loads(encode(event))["data"]["transcript"]
-    assert is_sealed(stored) and event.sealed == "transcript"
+    assert is_sealed(stored)
+    assert event.sealed == "transcript"
     assert key.open(decode(encode(event)).data.transcript) == text
 
 
@@ -156,4 +171,5 @@ def test_a_participant_identity_is_sealed_but_equal_across_events() -> None:
     key = DataKey.generate("s-1")
     joined = seal_event(_event(ParticipantJoined(identity="ada@example.com", sid="PA_1")), key)
     again = seal_event(_event(ParticipantJoined(identity="ada@example.com", sid="PA_2")), key)
-    assert joined.data.identity == again.data.identity and "ada" not in joined.data.identity
+    assert joined.data.identity == again.data.identity
+    assert "ada" not in joined.data.identity
