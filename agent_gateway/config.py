@@ -22,7 +22,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from turnlog.agent_gateway.errors import ConfigurationError
-from turnlog.schemas.topics import EVENTS_TOPIC
+from turnlog.schemas.sealing import SealingError, WrappingKey
+from turnlog.schemas.topics import EVENTS_TOPIC, KEYS_TOPIC
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 
@@ -39,6 +40,38 @@ def default_spool_dir() -> Path:
     survive a restart (events waiting for Kafka), kept per user, not in a cache."""
     state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(state) / "turnlog" / "spool"
+
+
+def default_kek_public_key() -> Path:
+    """`$XDG_STATE_HOME/turnlog/kek.pub.pem`, else `~/.local/state/turnlog/kek.pub.pem`:
+    where `make up` leaves the local key store's public key for agents on this machine."""
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "turnlog" / "kek.pub.pem"
+
+
+def load_wrapping_key(settings: RecordSettings) -> WrappingKey:
+    """The KEK public key the settings name; `ConfigurationError` says what to set."""
+    value = settings.kek_public_key.strip()
+    if value.startswith("-----BEGIN"):
+        pem = value.encode()
+    else:
+        path = Path(value) if value else default_kek_public_key()
+        try:
+            pem = path.read_bytes()
+        except OSError as error:
+            raise ConfigurationError(
+                f"TURNLOG_KEK_PUBLIC_KEY: no key-encryption public key at {path} "
+                f"({error.strerror}); set it to the PEM file the key store gave you "
+                "(`make up` writes the local one to "
+                f"{default_kek_public_key()}): personal fields are never published in clear",
+                variables=("TURNLOG_KEK_PUBLIC_KEY",),
+            ) from None
+    try:
+        return WrappingKey.from_pem(pem)
+    except SealingError as error:
+        raise ConfigurationError(
+            f"TURNLOG_KEK_PUBLIC_KEY: {error}", variables=("TURNLOG_KEK_PUBLIC_KEY",)
+        ) from None
 
 
 class RecordSettings(BaseSettings):
@@ -65,10 +98,24 @@ class RecordSettings(BaseSettings):
     """Seconds a job's shutdown waits for the publisher to deliver (the rest is spooled);
     keep it under LiveKit's `shutdown_process_timeout`."""
 
+    kek_public_key: str = Field("", validation_alias="TURNLOG_KEK_PUBLIC_KEY")
+    """The key-encryption key's public half: a PEM file's path, or the PEM itself. Empty:
+    `default_kek_public_key()`, which the local stack writes. Personal fields are sealed
+    with a data key per session that only this key's owner can unwrap; without it the
+    recorder refuses to start (it never publishes personal fields in clear)."""
+    redact: str = Field("", validation_alias="TURNLOG_REDACT")
+    """Redaction before sealing: empty or `off`; `on` (cards, e-mail, phones) or a comma
+    list of `card`, `email`, `phone`, `presidio`."""
+
     @property
     def topic(self) -> str:
         """The events topic, with the prefix."""
         return self.topic_prefix + EVENTS_TOPIC
+
+    @property
+    def keys_topic(self) -> str:
+        """The wrapped data keys' topic, with the prefix."""
+        return self.topic_prefix + KEYS_TOPIC
 
 
 class GatewaySettings(RecordSettings):
@@ -83,9 +130,7 @@ class GatewaySettings(RecordSettings):
     """LiveKit API secret; required (the dev server's is `secret`)."""
     agent_name: str = Field("turnlog-tutor", validation_alias="TURNLOG_AGENT_NAME")
     """Name the worker registers for explicit dispatch; empty for automatic dispatch."""
-    metrics_port: int = Field(
-        9464, ge=0, le=65535, validation_alias="TURNLOG_GATEWAY_METRICS_PORT"
-    )
+    metrics_port: int = Field(9464, ge=0, le=65535, validation_alias="TURNLOG_GATEWAY_METRICS_PORT")
     """Port of the worker's Prometheus endpoint (`/metrics`); 0 disables it."""
     metrics_host: str = Field("127.0.0.1", validation_alias="TURNLOG_GATEWAY_METRICS_HOST")
     """Address the Prometheus endpoint binds to; loopback unless you mean otherwise."""
@@ -132,8 +177,8 @@ def is_placeholder(value: str) -> bool:
     """Whether a secret's value is empty or obviously not a real one (`changeme`, `<key>`,
     `your-api-key`, `xxx`...)."""
     stripped = value.strip()
-    return not stripped or stripped.lower() in _PLACEHOLDERS or bool(
-        _PLACEHOLDER_RE.match(stripped)
+    return (
+        not stripped or stripped.lower() in _PLACEHOLDERS or bool(_PLACEHOLDER_RE.match(stripped))
     )
 
 

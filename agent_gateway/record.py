@@ -27,7 +27,8 @@ from livekit.agents import AgentSession, JobContext, JobExecutorType
 from prometheus_client import CollectorRegistry
 
 from turnlog.agent_gateway import internals
-from turnlog.agent_gateway.config import RecordSettings, load_record_settings
+from turnlog.agent_gateway.config import RecordSettings, load_record_settings, load_wrapping_key
+from turnlog.agent_gateway.errors import ConfigurationError
 from turnlog.agent_gateway.hooks import (
     JobInfo,
     RecorderIdentity,
@@ -37,7 +38,10 @@ from turnlog.agent_gateway.hooks import (
 from turnlog.agent_gateway.hooks.convert import model_info
 from turnlog.agent_gateway.metrics import GatewayMetrics, RegistryMirror, forget_process
 from turnlog.agent_gateway.publisher import Publisher, PublisherSettings, PublisherStats
+from turnlog.agent_gateway.redaction import Redactor, redaction_from_env
+from turnlog.agent_gateway.sealing import SealingSink
 from turnlog.schemas import SessionClosed, SessionStarted
+from turnlog.schemas.sealing import WrappingKey
 
 logger = logging.getLogger("turnlog.gateway")
 
@@ -141,6 +145,8 @@ async def _job_recording(ctx: JobContext, settings: RecordSettings) -> JobRecord
         return job
     job = JobRecording(
         settings,
+        wrapping=load_wrapping_key(settings),
+        redactor=_redactor(settings),
         job_id=ctx.job.id,
         agent_name=settings.agent_name or ctx.job.agent_name or DEFAULT_AGENT_NAME,
         worker_id=ctx.worker_id,
@@ -150,6 +156,15 @@ async def _job_recording(ctx: JobContext, settings: RecordSettings) -> JobRecord
     await job.start()
     ctx.add_shutdown_callback(job.shutdown)
     return job
+
+
+def _redactor(settings: RecordSettings) -> Redactor | None:
+    try:
+        return redaction_from_env(settings.redact)
+    except (ValueError, ImportError) as error:
+        raise ConfigurationError(
+            f"TURNLOG_REDACT: {error}", variables=("TURNLOG_REDACT",)
+        ) from None
 
 
 def secret_values(environ: dict[str, str] | os._Environ[str]) -> tuple[str, ...]:
@@ -175,9 +190,7 @@ def job_info(ctx: JobContext, *, agent_name: str) -> JobInfo:
     )
 
 
-def session_started(
-    ctx: JobContext, session: AgentSession[Any], agent_name: str
-) -> SessionStarted:
+def session_started(ctx: JobContext, session: AgentSession[Any], agent_name: str) -> SessionStarted:
     """The first event of a session: the job, and the provider and model of each component
     the session holds, read from the plugin objects themselves (any plugin; a
     `FallbackAdapter` names the instance that serves first)."""
@@ -232,6 +245,8 @@ class JobRecording:
         agent_name: str,
         worker_id: str,
         own_process: bool,
+        wrapping: WrappingKey,
+        redactor: Redactor | None,
     ) -> None:
         self.settings = settings
         self.agent_name = agent_name
@@ -249,6 +264,22 @@ class JobRecording:
                 queue_size=settings.queue_size,
             ),
             registry=registry,
+        )
+        # the wrapped data keys: their own topic and spool, as crash-safe as the events
+        self.key_publisher = Publisher(
+            PublisherSettings(
+                bootstrap_servers=settings.kafka_bootstrap,
+                topic=settings.keys_topic,
+                spool_dir=settings.spool_dir / "keys",
+                queue_size=1_000,
+            ),
+            registry=registry,
+        )
+        self.sink = SealingSink(
+            events=self.publisher,
+            keys=self.key_publisher,
+            wrapping=wrapping,
+            redactor=redactor,
         )
         self._mirror = RegistryMirror(registry) if registry is not None else None
         self._mirror_task: asyncio.Task[None] | None = None
@@ -269,14 +300,14 @@ class JobRecording:
         )
 
     async def start(self) -> None:
-        await self.publisher.start()
+        await asyncio.gather(self.key_publisher.start(), self.publisher.start())
         if self._mirror is not None:
             self._mirror_task = asyncio.create_task(self._mirror_forever(self._mirror))
 
     def recorder(self, *, room_name: str, secrets: tuple[str, ...]) -> SessionRecorder:
         """A recorder publishing through this job's publisher, closed at shutdown."""
         recorder = SessionRecorder(
-            sink=self.publisher,
+            sink=self.sink,
             identity=RecorderIdentity(
                 agent_name=self.agent_name, worker_id=self._worker_id, room_name=room_name
             ),
@@ -300,7 +331,9 @@ class JobRecording:
                     "session closed by the job shutdown",
                     extra={"session_id": recorder.session_id, "reason": reason},
                 )
+        # the events first (their keys are issued before them), then the keys
         await self.publisher.aclose(timeout=self.settings.publisher_close_timeout)
+        await self.key_publisher.aclose(timeout=self.settings.publisher_close_timeout)
         logger.info("job %s: %s", self._job_id, self.publisher.stats())
         if self._mirror_task is not None:
             self._mirror_task.cancel()

@@ -40,7 +40,7 @@ from turnlog.streams.startup import start_metrics_server, start_query_endpoint
 
 logger = logging.getLogger("turnlog.streams.app")
 
-PROJECTIONS: Final = ("postgres", "clickhouse", "derived")
+PROJECTIONS: Final = ("postgres", "clickhouse", "derived", "keys")
 
 
 def make_projector(name: str, settings: StreamsSettings) -> Projector:
@@ -68,6 +68,13 @@ def make_projector(name: str, settings: StreamsSettings) -> Projector:
             events_topic=s.events_topic, turns_topic=s.turns_topic,
             sessions_topic=s.sessions_topic, state_topic=s.derived_state_topic,
             transactional_id=f"{s.group('derived')}-{s.instance}",
+        )  # fmt: skip
+    if name == "keys":
+        from turnlog.streams.keys_projector import KeysProjector
+
+        return KeysProjector(
+            dsn=s.postgres_dsn.get_secret_value(), schema=s.postgres_schema,
+            group=s.group("keys"), topic=s.keys_topic, dlq_topic=s.dlq_topic,
         )  # fmt: skip
     raise ConfigurationError(
         f"unknown projection {name!r}; choose from {', '.join(PROJECTIONS)}",

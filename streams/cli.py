@@ -39,7 +39,7 @@ def worker(
     projection: Annotated[
         list[str] | None,
         typer.Option("--projection", "-p",
-                     help="postgres, clickhouse or derived; repeat for several (default: all)."),
+                     help="postgres, clickhouse, derived, keys; repeat for several (default all)."),
     ] = None,
     loglevel: Annotated[str, typer.Option("--loglevel", "-l", help="Log level.")] = "info",
 ) -> None:

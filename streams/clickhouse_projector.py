@@ -49,6 +49,7 @@ class ClickHouseProjector:
     """See the module doc."""
 
     name = "clickhouse"
+    topic: str | None = None
     dead_letters_decode = False
     min_batch_interval = 0.5
     """Seconds between the starts of two batches: every insert makes parts in each table

@@ -21,6 +21,7 @@ from turnlog.schemas.topics import (
     DERIVED_STATE_TOPIC,
     DLQ_TOPIC,
     EVENTS_TOPIC,
+    KEYS_TOPIC,
     SESSIONS_TOPIC,
     TURNS_TOPIC,
 )
@@ -127,10 +128,14 @@ class StreamsSettings(BaseSettings):
         return self.topic_prefix + DERIVED_STATE_TOPIC
 
     @property
+    def keys_topic(self) -> str:
+        return self.topic_prefix + KEYS_TOPIC
+
+    @property
     def topics(self) -> tuple[str, ...]:
         """Every topic the worker reads or writes."""
         return (self.events_topic, self.turns_topic, self.sessions_topic, self.dlq_topic,
-                self.derived_state_topic)  # fmt: skip
+                self.derived_state_topic, self.keys_topic)  # fmt: skip
 
     def describe(self) -> dict[str, object]:
         """The settings as logs may show them: secrets redacted."""

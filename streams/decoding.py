@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from turnlog.projections.records import SourceRecord
-from turnlog.schemas import CATALOG, SchemaError, decode
+from turnlog.schemas import CATALOG, KEYS_TOPIC, SchemaError, decode
 from turnlog.streams.projector import Decoded, DecodedBatch
 from turnlog.streams.records import STAGE_DECODE, DeadLetter, RawRecord
 
@@ -39,6 +39,8 @@ def decode_records(records: Sequence[RawRecord]) -> DecodedBatch:
     # asked per batch, so an upcaster registered after import counts
     markers = tuple(f'"{old}"'.encode() for old in CATALOG.upcasts)
     for record in records:
+        if record.value is None and record.topic.endswith(KEYS_TOPIC):
+            continue  # an erased key's tombstone: the key store deleted it already
         body = record.value or b""
         try:
             event = decode(body)

@@ -66,6 +66,7 @@ class DerivedProjector:
     """See the module doc."""
 
     name = "derived"
+    topic: str | None = None
     dead_letters_decode = False
     min_batch_interval = 0.5
     """Seconds between the starts of two batches: each is a Kafka transaction (several

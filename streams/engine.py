@@ -65,6 +65,8 @@ class ProjectionEngine(mode.Service):
         self.projector = projector
         self.name = projector.name
         self.settings = settings
+        self.topic: str = getattr(projector, "topic", None) or settings.events_topic
+        """What it consumes: the events topic, unless the projector names another."""
         self.metrics = metrics
         self.deliver = deliver
         self._consumer: AIOKafkaConsumer | None = None
@@ -139,7 +141,7 @@ class ProjectionEngine(mode.Service):
                                   lambda: verify_topics(self.settings))  # fmt: skip
             self._consumer = await until_available(f"{self.name}: joining Kafka", self._join)
             self.consuming.set()
-            logger.info("%s: consuming %s as group %s", self.name, self.settings.events_topic,
+            logger.info("%s: consuming %s as group %s", self.name, self.topic,
                         self.projector.group)  # fmt: skip
             await self._consume()
         except asyncio.CancelledError:
@@ -163,7 +165,7 @@ class ProjectionEngine(mode.Service):
             rebalance_timeout_ms=int((FINISH_TIMEOUT + s.session_timeout) * 1000),
             max_poll_interval_ms=int(MAX_POLL_INTERVAL * 1000),
         )  # fmt: skip
-        consumer.subscribe([s.events_topic], listener=_Rebalance(self))
+        consumer.subscribe([self.topic], listener=_Rebalance(self))
         self._consumer = consumer  # the first assignment may come while it starts
         try:
             await consumer.start()

@@ -40,6 +40,7 @@ class PostgresProjector:
     """See the module doc."""
 
     name = "postgres"
+    topic: str | None = None
     dead_letters_decode = True
     min_batch_interval = 0.1
     """Seconds between the starts of two batches: under live load each batch's fixed

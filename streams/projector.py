@@ -90,6 +90,8 @@ class Projector(Protocol):
     """`postgres`, `clickhouse` or `derived`: metrics label, log name, DLQ stage."""
     group: str
     """Its Kafka consumer group."""
+    topic: str | None
+    """What it consumes: None for the events topic (every projection but the key store's)."""
     dead_letters_decode: bool
     """Whether records that do not decode are dead-lettered by this projection (one
     projection does it, so a poison record is dead-lettered once; the others skip it)."""

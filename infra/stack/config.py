@@ -7,6 +7,7 @@ root (git-ignored), downloads in the user's cache folder, every listener on loop
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Final
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,12 +22,16 @@ def _default_cache_dir() -> Path:
     return Path(base) / "turnlog"
 
 
+DEFAULT_STATE_DIR: Final = REPO_ROOT / ".turnlog"
+"""The state folder of `make up`'s stack (tests use others)."""
+
+
 class StackSettings(BaseSettings):
     """Where the local stack keeps its state and which loopback ports it listens on."""
 
     model_config = SettingsConfigDict(env_prefix="TURNLOG_", extra="ignore", frozen=True)
 
-    state_dir: Path = REPO_ROOT / ".turnlog"
+    state_dir: Path = DEFAULT_STATE_DIR
     """Kafka data, the PostgreSQL cluster, the chDB folder, logs and pid files."""
     cache_dir: Path = Field(default_factory=_default_cache_dir)
     """Downloaded Kafka jars, shared by every checkout of this user."""

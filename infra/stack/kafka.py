@@ -47,8 +47,10 @@ def java_major_version() -> int:
     out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False)
     match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
     if match is None:
-        raise PrerequisiteError(f"cannot read the Java version from `{java} -version`",
-                                "install OpenJDK 17: apt-get install -y openjdk-17-jre-headless")
+        raise PrerequisiteError(
+            f"cannot read the Java version from `{java} -version`",
+            "install OpenJDK 17: apt-get install -y openjdk-17-jre-headless",
+        )
     major = int(match.group(1))
     return int(match.group(2) or 0) if major == 1 else major
 
@@ -86,13 +88,19 @@ class Kafka:
         logger.info("fetching Kafka %s jars into %s", self.settings.kafka_version, self.libs)
         result = subprocess.run(
             [
-                mvn, "-B", "-q", "-f", str(_KAFKA_DIR / "pom.xml"),
+                mvn,
+                "-B",
+                "-q",
+                "-f",
+                str(_KAFKA_DIR / "pom.xml"),
                 "dependency:copy-dependencies",
                 f"-Dkafka.version={self.settings.kafka_version}",
                 f"-DoutputDirectory={self.libs}",
                 "-DincludeScope=runtime",
             ],
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if result.returncode != 0:
             output = (result.stdout + result.stderr)[-1500:]
@@ -108,8 +116,13 @@ class Kafka:
     def node(self) -> BrokerNode:
         """This broker as node 1 of a one-voter quorum."""
         s = self.settings
-        return BrokerNode(node_id=1, host=s.host, port=s.kafka_port,
-                          controller_port=s.kafka_controller_port, data_dir=self.data_dir)
+        return BrokerNode(
+            node_id=1,
+            host=s.host,
+            port=s.kafka_port,
+            controller_port=s.kafka_controller_port,
+            data_dir=self.data_dir,
+        )
 
     def _write_config(self) -> Path:
         node = self.node()
@@ -121,8 +134,13 @@ class Kafka:
         return java_command(self.libs, self.logs_dir, main, *args, jvm=jvm)
 
     def _format_storage(self, config: Path) -> None:
-        format_storage(libs=self.libs, logs_dir=self.logs_dir, config=config,
-                       data_dir=self.data_dir, cluster_id=_cluster_id())
+        format_storage(
+            libs=self.libs,
+            logs_dir=self.logs_dir,
+            config=config,
+            data_dir=self.data_dir,
+            cluster_id=_cluster_id(),
+        )
 
     # -- lifecycle --------------------------------------------------------------------
     def start(self) -> str:
@@ -157,7 +175,9 @@ class Kafka:
         s = self.settings
         waited = wait_until(
             lambda: port_open(s.host, s.kafka_port),
-            timeout=s.start_timeout, what="Kafka", log_path=self.logs_dir / "server.log",
+            timeout=s.start_timeout,
+            what="Kafka",
+            log_path=self.logs_dir / "server.log",
             alive=lambda: pid_alive(pid),
         )
         return waited + asyncio.run(wait_for_metadata(self.address, within=s.start_timeout))
@@ -205,8 +225,9 @@ def broker_properties(
     `extra` overrides or adds settings (a test cluster shortens its failure detection).
     """
     if node.node_id not in {v.node_id for v in voters}:
-        raise ValueError(f"node {node.node_id} is not one of the voters "
-                         f"{sorted(v.node_id for v in voters)}")
+        raise ValueError(
+            f"node {node.node_id} is not one of the voters {sorted(v.node_id for v in voters)}"
+        )
     replicas = min(len(voters), 3)
     min_isr = max(replicas - 1, 1)
     props = {
@@ -216,7 +237,7 @@ def broker_properties(
             f"{v.node_id}@{v.host}:{v.controller_port}" for v in voters
         ),
         "listeners": f"PLAINTEXT://{node.host}:{node.port},"
-                     f"CONTROLLER://{node.host}:{node.controller_port}",
+        f"CONTROLLER://{node.host}:{node.controller_port}",
         "advertised.listeners": f"PLAINTEXT://{node.host}:{node.port}",
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
@@ -261,10 +282,15 @@ def java_command(
 ) -> list[str]:
     """argv running `main` of the Kafka jars in `libs`, logging into `logs_dir`."""
     return [
-        "java", *jvm, "-Djava.awt.headless=true",
+        "java",
+        *jvm,
+        "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={_KAFKA_DIR / 'log4j2.properties'}",
         f"-Dkafka.logs.dir={logs_dir}",
-        "-cp", f"{libs}/*", main, *args,
+        "-cp",
+        f"{libs}/*",
+        main,
+        *args,
     ]
 
 
@@ -276,9 +302,18 @@ def format_storage(
     if (data_dir / "meta.properties").exists():
         return
     result = subprocess.run(
-        java_command(libs, logs_dir, "kafka.tools.StorageTool", "format",
-                     f"--cluster-id={cluster_id}", "--config", str(config)),
-        capture_output=True, text=True, check=False,
+        java_command(
+            libs,
+            logs_dir,
+            "kafka.tools.StorageTool",
+            "format",
+            f"--cluster-id={cluster_id}",
+            "--config",
+            str(config),
+        ),
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if result.returncode != 0:
         raise ComponentFailedError(
@@ -329,6 +364,5 @@ async def wait_for_metadata(bootstrap: str, *, within: float) -> float:
                 await asyncio.sleep(0.2)
     except TimeoutError:
         raise ComponentFailedError(
-            f"Kafka at {bootstrap} answered no metadata request within {within:.0f} s: "
-            f"{last_error}"
+            f"Kafka at {bootstrap} answered no metadata request within {within:.0f} s: {last_error}"
         ) from None

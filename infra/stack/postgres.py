@@ -55,8 +55,10 @@ def install_server() -> Path:
             )
     bin_dir = find_bin_dir()
     if bin_dir is None:
-        raise PrerequisiteError("postgresql installed but no initdb found under "
-                                f"{_DEBIAN_BIN}", "apt-get install -y postgresql")
+        raise PrerequisiteError(
+            f"postgresql installed but no initdb found under {_DEBIAN_BIN}",
+            "apt-get install -y postgresql",
+        )
     return bin_dir
 
 
@@ -96,8 +98,9 @@ class Postgres:
         return ["runuser", "-u", _SERVER_USER, "--", *argv]
 
     def _run(self, argv: list[str], what: str) -> str:
-        result = subprocess.run(self._as_server_user(argv), capture_output=True, text=True,
-                                check=False)
+        result = subprocess.run(
+            self._as_server_user(argv), capture_output=True, text=True, check=False
+        )
         if result.returncode != 0:
             raise ComponentFailedError(
                 f"PostgreSQL: {what} failed (exit {result.returncode}):\n"
@@ -124,8 +127,12 @@ class Postgres:
             outside = _FALLBACK_ROOT / f"turnlog-postgres-{digest}"
             outside.mkdir(mode=0o700, parents=True, exist_ok=True)
             self.link.symlink_to(outside, target_is_directory=True)
-            logger.info("%s is closed to '%s'; the cluster lives in %s",
-                        self.settings.state_dir, _SERVER_USER, outside)
+            logger.info(
+                "%s is closed to '%s'; the cluster lives in %s",
+                self.settings.state_dir,
+                _SERVER_USER,
+                outside,
+            )
         self.socket_dir.mkdir(parents=True, exist_ok=True)
         for path in (self.home, self.socket_dir, *self.home.rglob("*")):
             os.chown(path, owner.pw_uid, owner.pw_gid)
@@ -145,9 +152,17 @@ class Postgres:
             return
         self._run(
             [
-                str(bin_dir / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
-                "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8",
-                "--locale=C.UTF-8", "--no-instructions",
+                str(bin_dir / "initdb"),
+                "-D",
+                str(self.data_dir),
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "--no-instructions",
             ],
             "initdb",
         )
@@ -175,15 +190,25 @@ class Postgres:
         if (pid := self._postmaster_pid()) is not None and port_open(s.host, s.postgres_port):
             self._ensure_database()
             return f"already running (pid {pid})"
-        ensure_port_free(s.host, s.postgres_port, owner="PostgreSQL",
-                         setting="TURNLOG_POSTGRES_PORT")
+        ensure_port_free(
+            s.host, s.postgres_port, owner="PostgreSQL", setting="TURNLOG_POSTGRES_PORT"
+        )
         self._prepare_dirs()
         self._initdb(bin_dir)
         options = f"-c listen_addresses={s.host} -p {s.postgres_port} -k {self.socket_dir}"
         self._run(
             [
-                str(bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_path),
-                "-w", "-t", str(int(s.start_timeout)), "-o", options, "start",
+                str(bin_dir / "pg_ctl"),
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.log_path),
+                "-w",
+                "-t",
+                str(int(s.start_timeout)),
+                "-o",
+                options,
+                "start",
             ],
             f"start (log: {self.log_path})",
         )
@@ -192,8 +217,12 @@ class Postgres:
 
     def _superuser_connection(self) -> psycopg.Connection[tuple[object, ...]]:
         return psycopg.connect(
-            host=str(self.socket_dir), port=self.settings.postgres_port, user="postgres",
-            dbname="postgres", autocommit=True, connect_timeout=10,
+            host=str(self.socket_dir),
+            port=self.settings.postgres_port,
+            user="postgres",
+            dbname="postgres",
+            autocommit=True,
+            connect_timeout=10,
         )
 
     def _ensure_database(self) -> None:

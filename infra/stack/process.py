@@ -91,8 +91,11 @@ def spawn_detached(
         (os.POSIX_SPAWN_DUP2, 1, 2),
     ]
     return os.posix_spawnp(
-        argv[0], list(argv), dict(env if env is not None else os.environ),
-        file_actions=actions, setsid=True,
+        argv[0],
+        list(argv),
+        dict(env if env is not None else os.environ),
+        file_actions=actions,
+        setsid=True,
     )
 
 

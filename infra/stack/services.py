@@ -30,6 +30,7 @@ from turnlog.infra import supervise
 from turnlog.infra.stack.components import ComponentStatus
 from turnlog.infra.stack.config import REPO_ROOT, StackSettings
 from turnlog.infra.stack.errors import ComponentFailedError
+from turnlog.infra.stack.keys import kek_paths
 from turnlog.infra.stack.process import (
     PidFile,
     ensure_port_free,
@@ -89,6 +90,9 @@ def service_environment(
         "TURNLOG_GATEWAY_MAX_JOBS": "4",
         "TURNLOG_GATEWAY_METRICS_DIR": str(s.state_dir / "gateway-metrics"),
         "TURNLOG_SPOOL_DIR": str(s.state_dir / "spool"),
+        # the key store's KEK: agents seal with the public half, the API opens with both
+        "TURNLOG_KEK_PUBLIC_KEY": str(kek_paths(s.state_dir)[1]),
+        "TURNLOG_KEK_PRIVATE_KEY": str(kek_paths(s.state_dir)[0]),
         # the agent is the tutor example, which lives in the repository, not the package
         "PYTHONPATH": os.pathsep.join(
             p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p
@@ -141,7 +145,10 @@ def streams_spec(settings: StackSettings, projection: str) -> ServiceSpec:
     if projection == "clickhouse":  # it owns the chDB folder, so it serves the queries
         env["TURNLOG_STREAMS_QUERY_PORT"] = str(s.streams_query_port)
     metrics = f"http://{s.host}:{port}/metrics"
-    argv = (sys.executable, "-m", "turnlog.streams", "worker", "--projection", projection)
+    argv: tuple[str, ...] = (sys.executable, "-m", "turnlog.streams", "worker",
+                             "--projection", projection)  # fmt: skip
+    if projection == "postgres":  # the key store is a few PostgreSQL rows: same process
+        argv += ("--projection", "keys")
     return ServiceSpec(f"streams-{projection}", argv, port, setting, metrics, metrics, env=env)
 
 
@@ -230,8 +237,12 @@ class Service:
                 log_path=self.log_path, alive=lambda: pid_alive(running), interval=0.2,
             )  # fmt: skip
             return f"already running (pid {running})"
-        ensure_port_free(self.settings.host, self.spec.port, owner=f"the {self.name} service",
-                         setting=self.spec.port_setting)
+        ensure_port_free(
+            self.settings.host,
+            self.spec.port,
+            owner=f"the {self.name} service",
+            setting=self.spec.port_setting,
+        )
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.state_path.unlink(missing_ok=True)
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
@@ -292,9 +303,7 @@ Report = Callable[[str], None]
 class Services:
     """The services as one unit."""
 
-    def __init__(
-        self, settings: StackSettings, extra_env: Mapping[str, str] | None = None
-    ) -> None:
+    def __init__(self, settings: StackSettings, extra_env: Mapping[str, str] | None = None) -> None:
         env = service_environment(settings, extra_env)
         self.settings = settings
         self.services = [Service(spec, settings, env) for spec in service_specs(settings)]

@@ -17,10 +17,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from turnlog.agent_gateway.config import default_kek_public_key
 from turnlog.infra.stack.components import Component, ComponentStatus
-from turnlog.infra.stack.config import StackSettings
+from turnlog.infra.stack.config import DEFAULT_STATE_DIR, StackSettings
 from turnlog.infra.stack.errors import ComponentFailedError
 from turnlog.infra.stack.kafka import Kafka
+from turnlog.infra.stack.keys import ensure_kek
 from turnlog.infra.stack.livekit import LiveKit
 from turnlog.infra.stack.postgres import Postgres
 from turnlog.infra.stack.services import NAME_WIDTH
@@ -69,6 +71,11 @@ class Stack:
         report(f"{'topics':<{NAME_WIDTH}} " + ("; ".join(changes) if changes else "up to date"))
         result.seconds["topics"] = time.monotonic() - step
 
+        default_stack = self.settings.state_dir.resolve() == DEFAULT_STATE_DIR.resolve()
+        report(f"{'keys':<{NAME_WIDTH}} " + ensure_kek(
+            self.settings.state_dir, share_with=default_kek_public_key() if default_stack else None
+        ))  # fmt: skip
+
         step = time.monotonic()
         applied = migrate_postgres(self.settings.postgres_dsn)
         report(f"{'postgres':<{NAME_WIDTH}} migrations: " + _describe(applied))
@@ -83,9 +90,14 @@ class Stack:
         """Apply the analytics DDL in a child process (it must not make us the chDB owner),
         or skip it when a running projector owns the folder; returns a one-line summary."""
         argv = [
-            sys.executable, "-m", "turnlog.projections.clickhouse",
-            "migrate", "--url", self.settings.analytics_url,
-            "--database", self.settings.clickhouse_database,
+            sys.executable,
+            "-m",
+            "turnlog.projections.clickhouse",
+            "migrate",
+            "--url",
+            self.settings.analytics_url,
+            "--database",
+            self.settings.clickhouse_database,
         ]
         result = subprocess.run(argv, capture_output=True, text=True, check=False)
         if result.returncode == 0:

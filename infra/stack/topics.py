@@ -71,14 +71,17 @@ async def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec]) -> list[str]
         if missing:
             response = await admin.create_topics(
                 [
-                    NewTopic(s.name, s.partitions, s.replication_factor,
-                             topic_configs=dict(s.configs))
+                    NewTopic(
+                        s.name, s.partitions, s.replication_factor, topic_configs=dict(s.configs)
+                    )
                     for s in missing
                 ]
             )
-            failures = [f"{name}: {message} (error {code})"
-                        for name, code, message in response.topic_errors
-                        if code not in (0, _TOPIC_ALREADY_EXISTS)]
+            failures = [
+                f"{name}: {message} (error {code})"
+                for name, code, message in response.topic_errors
+                if code not in (0, _TOPIC_ALREADY_EXISTS)
+            ]
             if failures:
                 raise TopicProvisioningError("cannot create topics: " + "; ".join(failures))
             await _wait_visible(admin, [s.name for s in missing])

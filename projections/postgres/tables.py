@@ -212,6 +212,21 @@ TABLES: Final[Mapping[str, Table]] = {
 }
 """Every read model the projector writes, by name; also what `checksum` digests."""
 
+DURABLE_TABLES: Final = (
+    "api_keys", "token_issuances", "console_sessions",
+    "erasures", "erased_sessions", "data_keys", "key_subjects",
+)  # fmt: skip
+"""Tables of the schema that are not read models: the only copy of what they hold (API
+keys, the key store, the erasures). A rebuild's swap moves them into the rebuilt schema."""
+
+PERSONAL_TABLES: Final = ("participants", "messages", "tool_calls", "transcriptions")
+"""Read models whose rows exist for personal data: an erased session keeps none."""
+PERSONAL_SESSION_COLUMNS: Final[Mapping[str, Any]] = {
+    "linked_identity": None, "participants": (), "close_error": None, "last_error": None,
+}  # fmt: skip
+"""Columns of `sessions` that hold personal data, and what an erased session keeps there;
+its other columns (times, counters, models, status) stay."""
+
 
 def new_row(table: Table, key: tuple[Any, ...], values: Mapping[str, Any]) -> dict[str, Any]:
     """The row a first write creates: the written values, defaults for the rest."""

@@ -28,6 +28,7 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool
 
 from turnlog.projections.postgres import statements
+from turnlog.projections.postgres.erasure import erased_among, without_erased
 from turnlog.projections.postgres.errors import ProjectionWriteError
 from turnlog.projections.postgres.fold import BatchRows
 from turnlog.projections.postgres.rows import reads
@@ -101,10 +102,14 @@ class PostgresProjection:
         *,
         schema: str = "public",
         consumer: str = "pg-projector",
+        erasures_schema: str | None = None,
     ) -> None:
         """`target`: a connection (autocommit, or idle between batches), a pool, or a DSN
-        (the projection then opens and owns its connection; `close` it)."""
+        (the projection then opens and owns its connection; `close` it).
+        `erasures_schema`: where the live `erased_sessions` table is (a rebuild into
+        another schema reads the live one); `schema` by default."""
         self.schema = schema
+        self.erasures_schema = erasures_schema or schema
         self.consumer = consumer
         self._pool = target if isinstance(target, ConnectionPool) else None
         self._dsn = target if isinstance(target, str) else None
@@ -138,6 +143,9 @@ class PostgresProjection:
             new_keys = self._claim_events(cur, plan.events)
             if len(new_keys) < len(plan.events):
                 params = _params(plan.events[key] for key in new_keys)
+            erased = erased_among(cur, self.erasures_schema, sorted({k[0] for k in new_keys}))
+            if erased:
+                params = without_erased(params, erased)
             rows = self._write_rows(cur, params)
             self._write_offsets(cur, plan.offsets)
         result = BatchResult(

@@ -233,7 +233,8 @@ class Rebuild:
         self._made.add("rebuilt schema")
         migrate_postgres(self.dsn, schema=names.rebuilt_schema)
         postgres = PostgresProjection(self.dsn, schema=names.rebuilt_schema,
-                                      consumer=self.settings.group("postgres"))  # fmt: skip
+                                      consumer=self.settings.group("postgres"),
+                                      erasures_schema=names.schema)  # fmt: skip
         clickhouse = None
         if self.target.clickhouse and self.store is not None:
             self._made.add("rebuilt database")

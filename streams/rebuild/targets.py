@@ -27,6 +27,7 @@ from turnlog.projections.clickhouse.store import (
 )
 from turnlog.projections.clickhouse.writer import ClickHouseProjection
 from turnlog.projections.postgres.errors import ProjectionWriteError
+from turnlog.projections.postgres.tables import DURABLE_TABLES
 from turnlog.projections.postgres.writer import PostgresProjection
 from turnlog.streams.config import StreamsSettings, redact_url
 from turnlog.streams.rebuild.log import Offsets
@@ -87,6 +88,15 @@ def swap_postgres(conn: psycopg.Connection[Any], names: Names) -> None:
     """`<schema>` -> `<schema>_old_<stamp>`, the rebuild -> `<schema>`, in one transaction."""
     with conn.transaction():
         conn.execute("SET LOCAL lock_timeout = '10s'")
+        # the tables that are not read models (API keys, the key store, the erasures)
+        # move into the rebuild: they are the only copy of what they hold
+        drop = sql.SQL("DROP TABLE IF EXISTS {} CASCADE")
+        move = sql.SQL("ALTER TABLE IF EXISTS {} SET SCHEMA {}")
+        for table in DURABLE_TABLES:
+            conn.execute(drop.format(sql.Identifier(names.rebuilt_schema, table)))
+        for table in DURABLE_TABLES:
+            conn.execute(move.format(sql.Identifier(names.schema, table),
+                                     sql.Identifier(names.rebuilt_schema)))  # fmt: skip
         conn.execute(_rename(names.schema, names.old_schema))
         conn.execute(_rename(names.rebuilt_schema, names.schema))
 
