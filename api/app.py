@@ -27,7 +27,7 @@ from turnlog.api.deps import SECURITY_SCHEMES
 from turnlog.api.errors import ApiError, ErrorBody, FieldError, error_body
 from turnlog.api.keys import insert_key
 from turnlog.api.middleware import ApiMetrics, ResponseMiddleware
-from turnlog.api.routes import analytics, auth, health, rooms, sessions, tokens
+from turnlog.api.routes import analytics, auth, erasures, health, rooms, sessions, tokens
 from turnlog.api.services import Services
 from turnlog.api.settings import ApiSettings
 from turnlog.projections.clickhouse.store import AnalyticsStore
@@ -80,8 +80,8 @@ def create_app(settings: ApiSettings, *, analytics_store: AnalyticsStore | None 
         },
     )
     for router in (
-        tokens.router, sessions.router, analytics.router, rooms.router, auth.router,
-        health.router, docs.router,
+        tokens.router, erasures.router, sessions.router, analytics.router, rooms.router,
+        auth.router, health.router, docs.router,
     ):  # fmt: skip
         app.include_router(router)
     app.router.default = ConsoleApp(

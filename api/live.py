@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -104,6 +104,9 @@ class StreamRequest:
     """The session's start (PostgreSQL): where the history's search in the log begins."""
     batched: bool = False
     """Send the history as `history` messages (JSON arrays), not one message per event."""
+    open_value: Callable[[bytes], bytes] | None = None
+    """Opens the sealed fields of one event's JSON (the session's key, read when the
+    stream started); None: events go out as recorded."""
 
 
 async def session_stream(
@@ -139,7 +142,7 @@ async def _deliver(
         async for values in read_history(
             readers, topic=topic, viewer=viewer, started_at=request.started_at
         ):
-            events = order.take(decode_event(value) for value in values)
+            events = _opened(order.take(decode_event(value) for value in values), request)
             if events:
                 sent += len(events)
                 yield history_message(events) if request.batched else _joined(events)
@@ -168,7 +171,7 @@ async def _deliver(
         while not viewer.queue.empty():
             records.append(viewer.queue.get_nowait())
         before = order.last
-        events = order.take(r.event for r in records)
+        events = _opened(order.take(r.event for r in records), request)
         if events and order.last - before != len(events):
             logger.warning(
                 "session %s: %d events took the sequence from %d to %d",
@@ -176,6 +179,21 @@ async def _deliver(
             )  # fmt: skip
         if events:
             yield _joined(events)
+
+
+def _opened(events: list[DecodedEvent], request: StreamRequest) -> list[DecodedEvent]:
+    """`events` with their sealed fields opened; those without any are kept as they are."""
+    open_value = request.open_value
+    if open_value is None:
+        return events
+    opened: list[DecodedEvent] = []
+    for event in events:
+        if b'"sealed":' in event.value:
+            decoded = decode_event(open_value(event.value))
+            if decoded is not None:
+                event = decoded
+        opened.append(event)
+    return opened
 
 
 def _joined(events: list[DecodedEvent]) -> bytes:

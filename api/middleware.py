@@ -58,6 +58,11 @@ class ApiMetrics:
         self.live_streams = Counter(
             "turnlog_api_live_streams", "Live event streams opened.", registry=self.registry
         )
+        self.erasures = Counter(
+            "turnlog_api_erasures", "Erasures asked for, by scope and outcome (completed, "
+            "pending: Kafka records not yet written).",
+            ["scope", "status"], registry=self.registry,
+        )  # fmt: skip
 
 
 class ResponseMiddleware:

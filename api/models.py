@@ -4,11 +4,51 @@ Durations in seconds, times RFC 3339 in UTC."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
 from turnlog.api.base import ApiModel
+from turnlog.api.erasure import Erasure
+
+
+class ErasureStepOut(ApiModel):
+    store: str
+    """`key_store`, `postgres`, `clickhouse`, `kafka` or `gateway`."""
+    action: str
+    count: int
+
+
+class ErasureOut(ApiModel):
+    """An erasure: what was asked, by whom, and what each store did. Never personal data:
+    a participant appears only as the SHA-256 of their identity."""
+
+    erasure_id: str
+    scope: Literal["session", "participant", "retention"]
+    status: Literal["completed", "pending"]
+    """`pending`: the keys are destroyed and the read models purged, the Kafka tombstones
+    and the `erasure.completed` record are not written yet (Kafka unreachable); it
+    completes on its own."""
+    already_erased: bool
+    """True when everything asked for had been erased before (this is that erasure)."""
+    requested_by: str
+    requested_at: datetime
+    completed_at: datetime | None
+    reason: str | None
+    subject_digest: str | None
+    session_ids: list[str]
+    steps: list[ErasureStepOut]
+
+    @classmethod
+    def of(cls, erasure: Erasure) -> ErasureOut:
+        return cls(
+            erasure_id=erasure.erasure_id, scope=erasure.scope, status=erasure.status,
+            already_erased=erasure.already, requested_by=erasure.requested_by,
+            requested_at=erasure.requested_at, completed_at=erasure.completed_at,
+            reason=erasure.reason, subject_digest=erasure.subject_digest,
+            session_ids=erasure.session_ids,
+            steps=[ErasureStepOut.model_validate(s.model_dump()) for s in erasure.steps],
+        )  # fmt: skip
 
 
 class SessionSummaryOut(ApiModel):
@@ -41,6 +81,9 @@ class SessionSummaryOut(ApiModel):
     interruptions: int
     tool_calls: int
     errors: int
+    erasure: ErasureOut | None = None
+    """Set when the session was erased: who asked, when, and what each store removed.
+    Its personal fields are gone (participants empty, no transcript)."""
 
 
 class LatencyOut(ApiModel):

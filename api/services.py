@@ -19,6 +19,7 @@ from turnlog.api.keys import KeyRing
 from turnlog.api.live import KafkaMetadata
 from turnlog.api.live_hub import LiveHub
 from turnlog.api.middleware import ApiMetrics
+from turnlog.api.privacy import Opener
 from turnlog.api.ratelimit import RateLimits
 from turnlog.api.settings import ApiSettings
 from turnlog.projections.clickhouse.store import AnalyticsStore
@@ -38,6 +39,7 @@ class Services:
     live_hub: LiveHub
     limits: RateLimits
     metrics: ApiMetrics
+    opener: Opener
     live_streams: int = 0
     """Live event streams open now."""
     _livekit: Any = field(default=None, repr=False)
@@ -81,6 +83,7 @@ class Services:
                 auth_failures=settings.auth_failures_per_address,
             ),
             metrics=metrics,
+            opener=Opener.from_file(settings.kek_private_key, schema=schema),
         )
 
     def livekit(self) -> lkapi.LiveKitAPI:

@@ -90,6 +90,18 @@ class ApiSettings(BaseSettings):
         REPO_ROOT / "console" / "dist", validation_alias="TURNLOG_API_CONSOLE_DIR"
     )
     """The built console served at `/` (`make install` builds it)."""
+    kek_private_key: Path | None = Field(
+        REPO_ROOT / ".turnlog" / "keys" / "kek.pem", validation_alias="TURNLOG_KEK_PRIVATE_KEY"
+    )
+    """The key-encryption key's private half (PEM): what opens the sealed personal fields
+    the API shows. Missing: they read `[sealed]` (erasure still works)."""
+    retention_read_models_days: int | None = Field(
+        None, ge=1, validation_alias="TURNLOG_RETENTION_READ_MODELS_DAYS"
+    )
+    """Erase sessions that started longer ago than this (the same path as an erasure
+    request, by the API's retention job); unset: keep them."""
+    retention_interval_s: float = Field(3600, gt=0, validation_alias="TURNLOG_RETENTION_INTERVAL")
+    """Seconds between two runs of the retention job (it also finishes pending erasures)."""
     console_session_ttl_s: int = Field(
         12 * 3600, ge=60, le=30 * 86400, validation_alias="TURNLOG_API_CONSOLE_SESSION_TTL"
     )

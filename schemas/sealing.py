@@ -32,6 +32,8 @@ SEALED_PREFIX: Final = "tlsealed1:"
 """How every sealed string starts."""
 ERASED: Final = "[erased]"
 """What a sealed string reads as once its key is erased."""
+UNOPENED: Final = "[sealed]"
+"""What a sealed string reads as where no key-encryption key is configured."""
 ALGORITHM: Final = "AES-256-SIV"
 WRAPPING: Final = "RSA-OAEP-SHA256"
 DATA_KEY_BYTES: Final = 64
@@ -105,17 +107,17 @@ def seal_event(
                         redactions=redactions)  # fmt: skip
 
 
-def open_value(value: Any, key: DataKey | None) -> Any:
+def open_value(value: Any, key: DataKey | None, *, missing: str = ERASED) -> Any:
     """`value` (a JSON-like tree: dicts, lists, strings) with every sealed string opened by
-    `key`, or replaced by `ERASED` when the key is gone (None)."""
+    `key`, or replaced by `missing` when there is no key (None: erased, by default)."""
     if isinstance(value, str):
         if not value.startswith(SEALED_PREFIX):
             return value
-        return key.open(value) if key is not None else ERASED
+        return key.open(value) if key is not None else missing
     if isinstance(value, dict):
-        return {name: open_value(item, key) for name, item in value.items()}
+        return {name: open_value(item, key, missing=missing) for name, item in value.items()}
     if isinstance(value, list | tuple):
-        return [open_value(item, key) for item in value]
+        return [open_value(item, key, missing=missing) for item in value]
     return value
 
 

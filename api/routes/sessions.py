@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from turnlog.api.base import ApiModel, QueryTime
 from turnlog.api.db import Connection
 from turnlog.api.deps import ReadCaller
+from turnlog.api.erasure import Erasure, erasures_of_sessions
 from turnlog.api.errors import (
     DependencyUnavailableError,
     InvalidRequestError,
@@ -27,16 +28,19 @@ from turnlog.api.errors import (
 )
 from turnlog.api.live import StreamRequest, session_stream
 from turnlog.api.models import (
+    ErasureOut,
     EventPageOut,
     SessionDetailOut,
     SessionEventOut,
     SessionSummaryOut,
     TranscriptOut,
 )
+from turnlog.api.privacy import Opener, event_opener
 from turnlog.api.services import Services
 from turnlog.projections.clickhouse import queries as ch_queries
 from turnlog.projections.postgres import queries as pg_queries
 from turnlog.projections.postgres.models import SessionCursor, TranscriptEntry
+from turnlog.schemas.sealing import DataKey, is_sealed
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 
@@ -80,8 +84,12 @@ async def list_sessions(
         status=status, started_from=started_from, started_before=started_before, after=after,
         limit=limit,
     )  # fmt: skip
+    privacy = await services.db.run(_privacy, services, [s.session_id for s in page.items])
     return SessionPageOut(
-        items=[SessionSummaryOut.model_validate(s, from_attributes=True) for s in page.items],
+        items=[
+            privacy.summary(SessionSummaryOut.model_validate(s, from_attributes=True))
+            for s in page.items
+        ],
         next_cursor=page.next_cursor.encode() if page.next_cursor else None,
     )
 
@@ -100,7 +108,40 @@ async def get_session(session_id: SessionId, caller: ReadCaller) -> SessionDetai
     summary = dataclasses.asdict(fields.pop("summary"))
     fields["latency"] = dataclasses.asdict(fields["latency"])
     fields["participants"] = [dataclasses.asdict(p) for p in fields["participants"]]
-    return SessionDetailOut.model_validate(summary | fields)
+    privacy = await services.db.run(_privacy, services, [session_id])
+    key = privacy.keys.get(session_id)
+    opened = services.opener.open(summary | fields, key)
+    opened["erasure"] = privacy.erasure_of(session_id)
+    return SessionDetailOut.model_validate(opened)
+
+
+@dataclass(frozen=True, slots=True)
+class _Privacy:
+    """The keys and erasures of the sessions a response shows."""
+
+    opener: Opener
+    keys: dict[str, DataKey | None]
+    erasures: dict[str, Erasure]
+
+    def erasure_of(self, session_id: str) -> ErasureOut | None:
+        erasure = self.erasures.get(session_id)
+        return ErasureOut.of(erasure) if erasure is not None else None
+
+    def summary(self, item: SessionSummaryOut) -> SessionSummaryOut:
+        key = self.keys.get(item.session_id)
+        return item.model_copy(update={
+            "participants": self.opener.open(item.participants, key),
+            "erasure": self.erasure_of(item.session_id),
+        })  # fmt: skip
+
+
+def _privacy(conn: Connection, services: Services, session_ids: list[str]) -> _Privacy:
+    opener = services.opener
+    return _Privacy(
+        opener,
+        opener.keys(conn, session_ids),
+        erasures_of_sessions(conn, session_ids, schema=services.db.schema),
+    )
 
 
 def _exists_statement(schema: str) -> sql.Composed:
@@ -152,6 +193,12 @@ async def get_transcript(
             found = await conn.execute(_exists_statement(schema), (session_id,))
             if await found.fetchone() is None:
                 raise NotFoundError(f"no session {session_id!r}", field="session_id")
+    if any(is_sealed(entry.text) for entry in entries):
+        opener = services.opener
+        key = (await services.db.run(opener.keys, [session_id]))[session_id]
+        entries = [
+            dataclasses.replace(entry, text=opener.open(entry.text, key)) for entry in entries
+        ]
     page = _TranscriptPage(
         session_id, entries, entries[-1].sequence if len(entries) == limit else None
     )
@@ -182,11 +229,12 @@ async def get_events(
             store, db, session_id, after=after, limit=limit
         ),
     )
-    return EventPageOut(
-        session_id=session_id,
-        events=[SessionEventOut.model_validate(e, from_attributes=True) for e in page.events],
-        next_after=page.next_after,
-    )
+    events = [SessionEventOut.model_validate(e, from_attributes=True) for e in page.events]
+    if events:
+        opener = services.opener
+        key = (await services.db.run(opener.keys, [session_id]))[session_id]
+        events = [e.model_copy(update={"data": opener.open(e.data, key)}) for e in events]
+    return EventPageOut(session_id=session_id, events=events, next_after=page.next_after)
 
 
 async def _counted(services: Services, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -264,10 +312,11 @@ async def live_events(
             dependency="live-streams",
         )
     partition = await services.kafka.partition_of(settings.events_topic, session_id)
+    key = (await services.db.run(services.opener.keys, [session_id]))[session_id]
     services.metrics.live_streams.inc()
     request = StreamRequest(
         session_id, partition, last_event_id if last_event_id is not None else after, started_at,
-        batched=history == "batched",
+        batched=history == "batched", open_value=event_opener(services.opener, key),
     )  # fmt: skip
     stream = _counted(services, session_stream(
         services.live_hub, request, topic=settings.events_topic,
