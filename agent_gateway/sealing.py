@@ -34,7 +34,7 @@ from turnlog.schemas import (
 )
 from turnlog.schemas.codec import with_sealing
 from turnlog.schemas.personal import rewrite_personal
-from turnlog.schemas.sealing import DataKey, WrappingKey, seal_event
+from turnlog.schemas.sealing import DataKey, WrappingKey, seal_event, subject_digest
 
 logger = logging.getLogger(__name__)
 
@@ -102,8 +102,9 @@ class SealingSink:
             identity = data.participant_identity
         else:
             identity = data.identity if data.kind != "agent" else None
-        if identity and identity not in session.subjects:
-            session.subjects.append(identity)
+        digest = subject_digest(identity) if identity else None
+        if digest is not None and digest not in session.subjects:
+            session.subjects.append(digest)
             self._issue(event, session)
 
     def _issue(self, event: CloudEvent[Any], session: _SessionKey) -> None:
@@ -113,7 +114,7 @@ class SealingSink:
                 key_id=session.key.key_id,
                 kek_id=self._wrapping.kek_id,
                 wrapped_key=session.wrapped,
-                subjects=tuple(session.subjects),
+                subject_digests=tuple(session.subjects),
             ),
             session_id=event.sessionid,
             sequence=session.issued,

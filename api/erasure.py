@@ -12,7 +12,6 @@ erasure is idempotent: a second request for an erased session returns the first 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from turnlog.schemas import (
     new_event,
     stream_source,
 )
+from turnlog.schemas.sealing import subject_digest
 
 logger = logging.getLogger(__name__)
 
@@ -69,11 +69,6 @@ class UnknownSubjectError(LookupError):
     """Nothing is recorded for the session id or identity asked for."""
 
 
-def subject_digest(identity: str) -> str:
-    """SHA-256 of an identity: lets an auditor match a request without naming anyone."""
-    return hashlib.sha256(identity.encode()).hexdigest()
-
-
 def _t(schema: str, table: str) -> sql.Identifier:
     return sql.Identifier(schema, table)
 
@@ -82,10 +77,10 @@ def sessions_of_identity(conn: psycopg.Connection[Any], identity: str, *, schema
     """Sessions whose key lists `identity` as a subject, erased ones included."""
     rows = conn.execute(
         sql.SQL(
-            "SELECT key_id FROM {} WHERE identity = %s UNION "
+            "SELECT key_id FROM {} WHERE subject_digest = %s UNION "
             "SELECT unnest(session_ids) FROM {} WHERE subject_digest = %s ORDER BY 1"
         ).format(_t(schema, "key_subjects"), _t(schema, "erasures")),
-        (identity, subject_digest(identity)),
+        (subject_digest(identity), subject_digest(identity)),
     ).fetchall()
     return [str(r[0]) for r in rows]
 

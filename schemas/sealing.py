@@ -50,6 +50,12 @@ class SealingError(SchemaError):
     """A token that is not ours, a key that does not open it, or a KEK that cannot be read."""
 
 
+def subject_digest(identity: str) -> str:
+    """SHA-256 (hex) of a participant identity: how the key store indexes data keys by
+    participant, and how an erasure's record names the participant, without the identity."""
+    return hashlib.sha256(identity.encode()).hexdigest()
+
+
 def is_sealed(value: object) -> bool:
     """Whether `value` is a sealed string."""
     return isinstance(value, str) and value.startswith(SEALED_PREFIX)

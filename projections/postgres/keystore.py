@@ -21,6 +21,7 @@ from turnlog.projections.postgres import statements
 from turnlog.projections.postgres.erasure import erased_among
 from turnlog.projections.records import SourceRecord
 from turnlog.schemas import DataKeyIssued
+from turnlog.schemas.sealing import subject_digest
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class KeyStore(Protocol):
         ...
 
     def key_ids_of(self, identity: str) -> list[str]:
-        """The keys whose sessions the participant `identity` took part in."""
+        """The keys whose sessions the participant `identity` took part in (by digest)."""
         ...
 
 
@@ -62,11 +63,11 @@ class PostgresKeyStore:
             return {str(k): WrappedKey(str(k), str(kek), bytes(w)) for k, kek, w in cur.fetchall()}
 
     def key_ids_of(self, identity: str) -> list[str]:
-        query = sql.SQL("SELECT key_id FROM {} WHERE identity = %s ORDER BY key_id").format(
+        query = sql.SQL("SELECT key_id FROM {} WHERE subject_digest = %s ORDER BY key_id").format(
             sql.Identifier(self.schema, "key_subjects")
         )
         with self.conn.cursor() as cur:
-            cur.execute(query, (identity,))
+            cur.execute(query, (subject_digest(identity),))
             return [str(row[0]) for row in cur.fetchall()]
 
 
@@ -105,11 +106,11 @@ def store_records(
                     [t for t, _ in keep.values()],
                 ),
             )
-            pairs = [(subject, k) for k, (_, d) in keep.items() for subject in d.subjects]
+            pairs = [(subject, k) for k, (_, d) in keep.items() for subject in d.subject_digests]
             if pairs:
                 cur.execute(
                     sql.SQL(
-                        "INSERT INTO {} (identity, key_id) SELECT * FROM "
+                        "INSERT INTO {} (subject_digest, key_id) SELECT * FROM "
                         "unnest(%s::text[], %s::text[]) ON CONFLICT DO NOTHING"
                     ).format(sql.Identifier(schema, "key_subjects")),
                     ([s for s, _ in pairs], [k for _, k in pairs]),

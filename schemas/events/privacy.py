@@ -33,10 +33,10 @@ class DataKeyIssued(EventPayload):
     public key)."""
     wrapped_key: str
     """The wrapped data key, base64."""
-    subjects: tuple[str, ...] = ()
-    """Identities of the session's participants, agents excluded: the index an erasure by
-    participant identity searches. In clear, in the key store only, and erased with the
-    key."""
+    subject_digests: tuple[str, ...] = ()
+    """SHA-256 (hex) of the identity of each of the session's participants, agents
+    excluded (`schemas.sealing.subject_digest`): the index an erasure by participant
+    identity searches. The identities themselves never leave the agent in clear."""
 
 
 class ErasureStep(Record):

@@ -13,11 +13,11 @@ export type KekId = string;
  */
 export type KeyId = string;
 /**
- * Identities of the session's participants, agents excluded: the index an erasure by
- * participant identity searches. In clear, in the key store only, and erased with the
- * key.
+ * SHA-256 (hex) of the identity of each of the session's participants, agents
+ * excluded (`schemas.sealing.subject_digest`): the index an erasure by participant
+ * identity searches. The identities themselves never leave the agent in clear.
  */
-export type Subjects = string[];
+export type SubjectDigests = string[];
 /**
  * The wrapped data key, base64.
  */
@@ -36,7 +36,7 @@ export interface DataKeyIssued {
   algorithm?: Algorithm;
   kek_id: KekId;
   key_id: KeyId;
-  subjects?: Subjects;
+  subject_digests?: SubjectDigests;
   wrapped_key: WrappedKey;
   wrapping?: Wrapping;
 }

@@ -12,11 +12,12 @@ CREATE TABLE data_keys (
     stored_at           timestamptz NOT NULL DEFAULT now()
 );
 
--- The erasure index: which participant identities a key's session holds (agents excluded).
+-- The erasure index: the SHA-256 of each participant identity a key's session holds
+-- (agents excluded); the identities themselves are sealed in the events.
 CREATE TABLE key_subjects (
-    identity            text NOT NULL,
+    subject_digest      text NOT NULL,
     key_id              text NOT NULL,
-    PRIMARY KEY (identity, key_id)
+    PRIMARY KEY (subject_digest, key_id)
 );
 CREATE INDEX key_subjects_key_idx ON key_subjects (key_id);
 
