@@ -86,6 +86,8 @@ async def record(
     publisher_close_timeout: float | None = None,
     secrets: Iterable[str] = (),
     end_job: bool = True,
+    kek_public_key: str | None = None,
+    redact: str | None = None,
 ) -> Recording:
     """Record every lifecycle hook of `session` in job `ctx` to Kafka; call it before
     `session.start()`, so the first agent's handoff is recorded too.
@@ -95,7 +97,11 @@ async def record(
     later calls of the same job share it. `secrets` are scrubbed from recorded error
     messages, with the values of every environment variable whose name ends in KEY,
     SECRET, TOKEN, PASSWORD or CREDENTIALS. Never blocks on Kafka: while it is unreachable
-    the events wait in the spool. Raises `ConfigurationError` for invalid settings and
+    the events wait in the spool. Personal fields (transcripts, messages, tool arguments
+    and outputs, identities, error messages) are sealed with a data key per session,
+    wrapped by `kek_public_key` (TURNLOG_KEK_PUBLIC_KEY); `redact` (TURNLOG_REDACT) removes
+    card numbers, e-mail addresses and phone numbers before that. Raises
+    `ConfigurationError` for invalid settings (a missing KEK public key included) and
     `RuntimeError` for a session that is already being recorded.
 
     With `end_job` (the default), the job ends, as a success, once every session recorded
@@ -110,6 +116,8 @@ async def record(
         spool_dir=spool_dir,
         queue_size=queue_size,
         publisher_close_timeout=publisher_close_timeout,
+        kek_public_key=kek_public_key,
+        redact=redact,
     )
     job = await _job_recording(ctx, settings)
     if end_job:

@@ -131,7 +131,9 @@ def test_each_projection_is_its_own_service_with_its_own_metrics_port(
     expected_ports = {"postgres": 9465, "clickhouse": 19467, "derived": 19468}
     for projection, port in expected_ports.items():
         spec = specs[f"streams-{projection}"]
-        assert spec.argv[1:] == ("-m", "turnlog.streams", "worker", "--projection", projection)
+        keys = ("--projection", "keys") if projection == "postgres" else ()  # same process
+        assert spec.argv[1:] == ("-m", "turnlog.streams", "worker", "--projection", projection,
+                                 *keys)  # fmt: skip
         assert spec.port == port
         assert spec.health_url == f"http://127.0.0.1:{port}/metrics"
         env = Service(spec, settings, service_environment(settings)).env
