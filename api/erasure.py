@@ -311,3 +311,30 @@ async def finish(
         return erasure
     await conn_call(mark_completed, erasure, schema=schema)
     return erasure
+
+
+def sessions_older_than(
+    conn: psycopg.Connection[Any], cutoff: datetime, *, schema: str, limit: int = 1000
+) -> list[str]:
+    """Sessions that started before `cutoff` and are not erased yet, oldest first."""
+    rows = conn.execute(
+        sql.SQL(
+            "SELECT s.session_id FROM {} s WHERE s.started_at < %s AND NOT EXISTS "
+            "(SELECT 1 FROM {} e WHERE e.session_id = s.session_id) "
+            "ORDER BY s.started_at LIMIT %s"
+        ).format(_t(schema, "sessions"), _t(schema, "erased_sessions")),
+        (cutoff, limit),
+    ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+async def complete_pending(
+    conn_call: Any, *, schema: str, bootstrap: str, topic_prefix: str
+) -> int:
+    """Finish the erasures whose Kafka part is still to do; how many completed."""
+    done = 0
+    for erasure in await conn_call(pending_erasures, schema=schema):
+        await finish(erasure, conn_call, schema=schema, bootstrap=bootstrap,
+                     topic_prefix=topic_prefix)  # fmt: skip
+        done += erasure.completed_at is not None
+    return done

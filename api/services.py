@@ -21,6 +21,7 @@ from turnlog.api.live_hub import LiveHub
 from turnlog.api.middleware import ApiMetrics
 from turnlog.api.privacy import Opener
 from turnlog.api.ratelimit import RateLimits
+from turnlog.api.retention import RetentionJob
 from turnlog.api.settings import ApiSettings
 from turnlog.projections.clickhouse.store import AnalyticsStore
 
@@ -40,6 +41,7 @@ class Services:
     limits: RateLimits
     metrics: ApiMetrics
     opener: Opener
+    retention: RetentionJob
     live_streams: int = 0
     """Live event streams open now."""
     _livekit: Any = field(default=None, repr=False)
@@ -84,6 +86,11 @@ class Services:
             ),
             metrics=metrics,
             opener=Opener.from_file(settings.kek_private_key, schema=schema),
+            retention=RetentionJob(
+                db, bootstrap=settings.kafka_bootstrap, topic_prefix=settings.topic_prefix,
+                read_models_days=settings.retention_read_models_days,
+                interval_s=settings.retention_interval_s,
+            ),
         )
 
     def livekit(self) -> lkapi.LiveKitAPI:
@@ -99,8 +106,10 @@ class Services:
     async def start(self) -> None:
         await self.db.open()
         self.issuance.start()
+        self.retention.start()
 
     async def stop(self) -> None:
+        await self.retention.stop()
         await self.issuance.stop()
         if self._livekit is not None:
             await self._livekit.aclose()

@@ -60,18 +60,30 @@ class TopicSpec:
     configs: Mapping[str, str]
 
 
+DLQ_RETENTION_MS: Final = 30 * 24 * 60 * 60 * 1000
+"""30 days: a dead letter is evidence to look at, not an archive; it holds the same sealed
+personal fields as the log, so it should not outlive the need."""
+
+
 def topic_specs(
-    prefix: str = "", *, key_compaction_lag_ms: int = KEY_COMPACTION_LAG_MS
+    prefix: str = "",
+    *,
+    key_compaction_lag_ms: int = KEY_COMPACTION_LAG_MS,
+    log_retention_ms: int | None = None,
+    dlq_retention_ms: int | None = DLQ_RETENTION_MS,
 ) -> list[TopicSpec]:
     """The seven topics, each name prefixed with `prefix` (e.g. a test run's id);
-    `key_compaction_lag_ms` bounds how long an erased key survives in `turnlog.keys`."""
+    `key_compaction_lag_ms` bounds how long an erased key survives in `turnlog.keys`;
+    `log_retention_ms` and `dlq_retention_ms` are the retention periods of the log and the
+    DLQ (None: unlimited)."""
     return [
         _spec(
             prefix + EVENTS_TOPIC,
             partitions=12,
             configs={
                 "cleanup.policy": "delete",
-                "retention.ms": _UNLIMITED,  # the log is the source of truth
+                # the log is the source of truth: unlimited unless a retention is set
+                "retention.ms": _ms(log_retention_ms),
                 "retention.bytes": _UNLIMITED,
                 "max.message.bytes": str(MAX_MESSAGE_BYTES),
             },
@@ -99,7 +111,7 @@ def topic_specs(
             partitions=3,
             configs={
                 "cleanup.policy": "delete",
-                "retention.ms": _UNLIMITED,  # a rejected event is evidence: keep it
+                "retention.ms": _ms(dlq_retention_ms),
                 "retention.bytes": _UNLIMITED,
                 "max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES),
             },
@@ -134,6 +146,10 @@ def topic_specs(
             },
         ),
     ]
+
+
+def _ms(value: int | None) -> str:
+    return _UNLIMITED if value is None else str(value)
 
 
 def _spec(name: str, *, partitions: int, configs: dict[str, str]) -> TopicSpec:

@@ -59,6 +59,7 @@ def make_projector(name: str, settings: StreamsSettings) -> Projector:
         return ClickHouseProjector(
             url=s.analytics_url, database=s.clickhouse_database,
             group=s.group("clickhouse"), dlq_topic=s.dlq_topic,
+            retention_days=s.retention_analytics_days,
         )  # fmt: skip
     if name == "derived":
         from turnlog.streams.derived_projector import DerivedProjector

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from turnlog.projections.clickhouse.migrate import migrate_clickhouse
+from turnlog.projections.clickhouse.migrate import apply_retention, migrate_clickhouse
 from turnlog.projections.clickhouse.store import (
     AnalyticsStore,
     AnalyticsStoreError,
@@ -56,8 +56,10 @@ class ClickHouseProjector:
     its views feed, and merging many small parts costs more CPU than the wait costs
     freshness."""
 
-    def __init__(self, *, url: str, database: str, group: str, dlq_topic: str) -> None:
+    def __init__(self, *, url: str, database: str, group: str, dlq_topic: str,
+                 retention_days: int | None = None) -> None:  # fmt: skip
         self.url = url
+        self.retention_days = retention_days
         self.database = database
         self.group = group
         self.dlq_topic = dlq_topic
@@ -103,6 +105,9 @@ class ClickHouseProjector:
             raise self._unavailable(error) from error
         if applied:
             logger.info("migrated %s: %s", self.database, ", ".join(m.name for m in applied))
+        if self.retention_days is not None:
+            tables = apply_retention(store, self.database, days=self.retention_days)
+            logger.info("analytics retention %d days on %s", self.retention_days, tables)
         self._projection = ClickHouseProjection(store, database=self.database)
 
     def _unavailable(self, error: BaseException) -> DependencyUnavailableError:

@@ -57,6 +57,11 @@ class StreamsSettings(BaseSettings):
         "turnlog", min_length=1, validation_alias="TURNLOG_CLICKHOUSE_DATABASE"
     )
     """ClickHouse database of the analytics tables."""
+    retention_analytics_days: int | None = Field(
+        None, ge=1, validation_alias="TURNLOG_RETENTION_ANALYTICS_DAYS"
+    )
+    """Retention of the analytics tables: a TTL on each table's event time (ClickHouse drops
+    expired rows in its background merges); unset: kept."""
     consumer_group: str = Field(
         "turnlog-streams", min_length=1, validation_alias="TURNLOG_STREAMS_CONSUMER_GROUP"
     )

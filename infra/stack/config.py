@@ -12,6 +12,8 @@ from typing import Final
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from turnlog.schemas.topics import TopicSpec, topic_specs
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -33,6 +35,11 @@ class StackSettings(BaseSettings):
 
     state_dir: Path = DEFAULT_STATE_DIR
     """Kafka data, the PostgreSQL cluster, the chDB folder, logs and pid files."""
+    retention_log_days: int | None = Field(None, ge=1)
+    """TURNLOG_RETENTION_LOG_DAYS: retention of `turnlog.events`; unset: unlimited (the log
+    is the source of truth; erasure makes an erased session's copies unreadable anyway)."""
+    retention_dlq_days: int | None = Field(30, ge=1)
+    """TURNLOG_RETENTION_DLQ_DAYS: retention of the dead-letter topic."""
     cache_dir: Path = Field(default_factory=_default_cache_dir)
     """Downloaded Kafka jars, shared by every checkout of this user."""
     host: str = "127.0.0.1"
@@ -90,6 +97,15 @@ class StackSettings(BaseSettings):
 
     start_timeout: float = 60.0
     """Seconds a component may take to become ready before start fails."""
+
+    def topic_specs(self) -> list[TopicSpec]:
+        """The platform's topics with this stack's prefix and retention periods."""
+        day = 24 * 3600 * 1000
+        return topic_specs(
+            self.topic_prefix,
+            log_retention_ms=self.retention_log_days * day if self.retention_log_days else None,
+            dlq_retention_ms=self.retention_dlq_days * day if self.retention_dlq_days else None,
+        )
 
     @property
     def kafka_bootstrap(self) -> str:

@@ -30,7 +30,6 @@ from turnlog.infra.stack.topics import ensure_topics
 from turnlog.projections.clickhouse.store import chdb_owner
 from turnlog.projections.migrations import Migration
 from turnlog.projections.postgres.migrate import migrate_postgres
-from turnlog.schemas.topics import topic_specs
 
 Report = Callable[[str], None]
 
@@ -66,7 +65,7 @@ class Stack:
 
         step = time.monotonic()
         changes = asyncio.run(
-            ensure_topics(self.settings.kafka_bootstrap, topic_specs(self.settings.topic_prefix))
+            ensure_topics(self.settings.kafka_bootstrap, self.settings.topic_specs())
         )
         report(f"{'topics':<{NAME_WIDTH}} " + ("; ".join(changes) if changes else "up to date"))
         result.seconds["topics"] = time.monotonic() - step

@@ -52,3 +52,23 @@ class ClickHouseMigrations:
 def migrate_clickhouse(store: AnalyticsStore, *, database: str) -> list[Migration]:
     """Bring ``database`` up to date; return what was applied now."""
     return migrate(ClickHouseMigrations(store, database), load_migrations(MIGRATIONS_DIR))
+
+
+def apply_retention(store: AnalyticsStore, database: str, *, days: int) -> list[str]:
+    """A TTL of `days` on the event time of every table of `database` that has one (a
+    `time` column); returns those tables. Idempotent: setting the same TTL again is a
+    no-op for ClickHouse."""
+    rows = store.query(
+        "SELECT c.table FROM system.columns c JOIN system.tables t "
+        "ON t.database = c.database AND t.name = c.table "
+        "WHERE c.database = {db:String} AND c.name = 'time' "
+        "AND t.engine LIKE '%MergeTree' ORDER BY c.table",
+        parameters={"db": database},
+    )
+    tables = [str(name) for (name,) in rows]
+    for table in tables:
+        store.command(
+            f"ALTER TABLE {quote_database(database)}.{quote_name(table)} "
+            f"MODIFY TTL toDateTime(time) + INTERVAL {int(days)} DAY"
+        )
+    return tables

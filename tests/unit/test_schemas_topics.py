@@ -68,10 +68,10 @@ def test_sessions_are_compacted() -> None:
     assert sessions.configs["cleanup.policy"] == "compact"
 
 
-def test_dlq_keeps_everything_and_fits_an_oversized_body() -> None:
+def test_dlq_keeps_thirty_days_and_fits_an_oversized_body() -> None:
     dlq = _by_name()[DLQ_TOPIC]
     assert dlq.partitions == 3
-    assert dlq.configs["retention.ms"] == "-1"
+    assert dlq.configs["retention.ms"] == str(30 * 24 * 3600 * 1000)
     assert dlq.configs["retention.bytes"] == "-1"
     assert int(dlq.configs["max.message.bytes"]) >= 4 * MAX_EVENT_BYTES
 
@@ -105,3 +105,9 @@ def test_the_erasure_trail_is_kept_forever() -> None:
     erasures = _by_name()[ERASURES_TOPIC]
     assert erasures.configs["retention.ms"] == "-1"
     assert erasures.configs["cleanup.policy"] == "delete"
+
+
+def test_retention_periods_of_the_log_and_the_dlq_can_be_set() -> None:
+    specs = {s.name: s for s in topic_specs(log_retention_ms=86_400_000, dlq_retention_ms=None)}
+    assert specs[EVENTS_TOPIC].configs["retention.ms"] == "86400000"
+    assert specs[DLQ_TOPIC].configs["retention.ms"] == "-1"
