@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from turnlog.infra.erase_cli import erase_app
 from turnlog.infra.stack.components import ComponentStatus
 from turnlog.infra.stack.config import StackSettings, load_settings
 from turnlog.infra.stack.errors import StackError
@@ -25,6 +26,7 @@ app = typer.Typer(help="Turnlog: capture, query and replay every voice-agent con
 stack_app = typer.Typer(help="The local stack (Kafka, PostgreSQL, chDB, LiveKit) with no Docker.",
                         no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
+app.add_typer(erase_app, name="erase")
 console = Console()
 err = Console(stderr=True)
 
