@@ -259,8 +259,8 @@ async def publish_erasure(erasure: Erasure, *, bootstrap: str, topic_prefix: str
         bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
         request_timeout_ms=int(KAFKA_TIMEOUT_S * 1000),
     )  # fmt: skip
-    await producer.start()
     try:
+        await producer.start()
         for topic in (KEYS_TOPIC, SESSIONS_TOPIC):
             for session_id in erasure.session_ids:
                 await producer.send(topic_prefix + topic, key=session_id.encode(), value=None)

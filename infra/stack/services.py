@@ -30,7 +30,7 @@ from turnlog.infra import supervise
 from turnlog.infra.stack.components import ComponentStatus
 from turnlog.infra.stack.config import REPO_ROOT, StackSettings
 from turnlog.infra.stack.errors import ComponentFailedError
-from turnlog.infra.stack.keys import kek_paths
+from turnlog.infra.stack.keys import ensure_kek, kek_paths
 from turnlog.infra.stack.process import (
     PidFile,
     ensure_port_free,
@@ -314,6 +314,7 @@ class Services:
 
     def up(self, report: Report = print) -> None:
         """Start what is not running, all at once; fails when one does not get healthy."""
+        ensure_kek(self.settings.state_dir)  # the agent seals with it, the API opens with it
         with ThreadPoolExecutor(max_workers=len(self.services)) as pool:
             futures = {s.name: pool.submit(s.start) for s in self.services}
             errors: list[str] = []

@@ -3,12 +3,36 @@
  * (HttpOnly: the console never sees the API key after login) and, on writes, the CSRF
  * token the login returned. Errors become `ApiError` with the API's reason code.
  */
+import type { ErasureStep as ErasureStepRecord, Scope as ErasureScope } from "../generated/turnlog.erasure.completed.v1";
 
 export interface AuthSession {
   key_name: string;
   scopes: string[];
   csrf_token: string;
   expires_at: string;
+}
+
+/** What one store did for an erasure (the API always gives the count). */
+export type ErasureStep = Required<ErasureStepRecord>;
+
+/** An erasure: what was asked, by whom, and what each store did (never personal data). */
+export interface Erasure {
+  erasure_id: string;
+  scope: ErasureScope;
+  /** `pending`: keys destroyed and read models purged; the Kafka tombstones and the proof
+   * record are not written yet (it completes on its own). */
+  status: "completed" | "pending";
+  /** The session had been erased before: this is that erasure. */
+  already_erased: boolean;
+  /** The API key's name, `cli:<user>` or `retention`. */
+  requested_by: string;
+  requested_at: string;
+  completed_at: string | null;
+  reason: string | null;
+  /** SHA-256 of the participant identity, for an erasure by participant. */
+  subject_digest: string | null;
+  session_ids: string[];
+  steps: ErasureStep[];
 }
 
 export interface SessionSummary {
@@ -26,6 +50,8 @@ export interface SessionSummary {
   interruptions: number;
   tool_calls: number;
   errors: number;
+  /** Set once the session is erased: its transcript and participants are gone. */
+  erasure: Erasure | null;
 }
 
 export interface SessionPage {
@@ -173,6 +199,9 @@ export function apiFor(auth: AuthSession) {
     sessions: (filters: SessionFilters, cursor: string | null, limit = 50) =>
       request<SessionPage>(`/v1/sessions${query({ ...filters, cursor, limit })}`),
     session: (id: string) => request<SessionDetail>(`/v1/sessions/${encodeURIComponent(id)}`),
+    /** Erases the session everywhere (scope `admin`): 200 completed, 202 pending. */
+    eraseSession: (id: string, reason: string | null) =>
+      request<Erasure>(`/v1/sessions/${encodeURIComponent(id)}${query({ reason })}`, { method: "DELETE", csrf }),
     token: (body: { room: string; identity: string; name?: string }) =>
       request<TokenGrant>("/v1/tokens", { method: "POST", body: JSON.stringify(body), csrf }),
     latency: (start: string, end: string) =>

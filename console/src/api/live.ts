@@ -57,7 +57,9 @@ function adopt(sessionId: string): { source: EventSource; buffered: Event[] } | 
   return { source: taken.source, buffered: taken.buffered };
 }
 
-export function useSessionEvents(sessionId: string): SessionEvents {
+/** `generation`: a new value drops what was received and reads the stream again (after an
+ * erasure, the events' personal fields read `[erased]`). */
+export function useSessionEvents(sessionId: string, generation = 0): SessionEvents {
   const builder = useRef(new TimelineBuilder());
   const events = useRef<LogEvent[]>([]);
   const [state, setState] = useState<SessionEvents>(() => ({
@@ -70,7 +72,9 @@ export function useSessionEvents(sessionId: string): SessionEvents {
     let frame = 0;
     let status: LiveStatus = "connecting";
     let error: string | null = null;
-    const adopted = adopt(sessionId);
+    // Read again: nothing received before stays on screen (it may be what was erased).
+    if (generation !== 0) setState({ timeline: builder.current.build(), events: [], status, error });
+    const adopted = generation === 0 ? adopt(sessionId) : null;
     const source = adopted?.source ?? new EventSource(liveUrl(sessionId));
     const publish = () => {
       frame = 0;
@@ -133,7 +137,7 @@ export function useSessionEvents(sessionId: string): SessionEvents {
       source.close();
       if (frame) cancelAnimationFrame(frame);
     };
-  }, [sessionId]);
+  }, [sessionId, generation]);
 
   return state;
 }

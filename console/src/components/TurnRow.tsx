@@ -1,11 +1,14 @@
 /** One turn of the timeline: the user's words (with the interim transcripts before them),
  * the agent's answer, tools, interruptions, errors and the latency waterfall. */
 import { memo } from "react";
+import { isErasedText } from "../lib/erasure";
 import { clock, seconds } from "../lib/format";
 import { interimChains, type Turn } from "../lib/timeline";
+import { PersonalText } from "./PersonalText";
 import { Waterfall } from "./Waterfall";
 
 function ToolArguments({ text }: { text: string }) {
+  if (isErasedText(text)) return <PersonalText text={text} />;
   let shown = text;
   try {
     shown = JSON.stringify(JSON.parse(text));
@@ -37,7 +40,7 @@ export const TurnRow = memo(function TurnRow({ turn, scale }: { turn: Turn; scal
           {(userText || pending) && (
             <div className="said user">
               <span className="who-label">User</span>
-              <p>{userText || <em className="muted">{pending} …</em>}</p>
+              <p>{userText ? <PersonalText text={userText} /> : <em className="muted"><PersonalText text={pending} /> …</em>}</p>
               {turn.transcripts.length > 0 && (
                 <details>
                   <summary>
@@ -46,7 +49,7 @@ export const TurnRow = memo(function TurnRow({ turn, scale }: { turn: Turn; scal
                   <ol className="interims">
                     {chains.flat().map((step) => (
                       <li key={step.sequence} className={step.final ? "final" : ""}>
-                        <span className="muted">+{step.atMs} ms</span> {step.text}
+                        <span className="muted">+{step.atMs} ms</span> <PersonalText text={step.text} />
                         {step.final && <span className="badge">final</span>}
                       </li>
                     ))}
@@ -59,7 +62,7 @@ export const TurnRow = memo(function TurnRow({ turn, scale }: { turn: Turn; scal
             <div className={`tool ${tool.is_error ? "tool-error" : ""}`} key={tool.call_id}>
               <span className="who-label">Tool</span>
               <p>
-                <strong>{tool.name}</strong>(<ToolArguments text={tool.arguments} />) → <code>{tool.output}</code>
+                <strong>{tool.name}</strong>(<ToolArguments text={tool.arguments} />) → <code><PersonalText text={tool.output} /></code>
                 {tool.duration != null && <span className="muted"> {seconds(tool.duration)}</span>}
                 {tool.is_error && <span className="badge failed">error</span>}
               </p>
@@ -69,7 +72,7 @@ export const TurnRow = memo(function TurnRow({ turn, scale }: { turn: Turn; scal
             <div className="said agent" key={message.sequence}>
               <span className="who-label">Agent</span>
               <p>
-                {message.text}
+                <PersonalText text={message.text} />
                 {message.interrupted && <span className="badge warn">cut short</span>}
               </p>
             </div>
@@ -79,7 +82,7 @@ export const TurnRow = memo(function TurnRow({ turn, scale }: { turn: Turn; scal
               <span className="who-label">Error</span>
               <p>
                 {error.source}
-                {error.provider ? ` (${error.provider})` : ""}: {error.message}
+                {error.provider ? ` (${error.provider})` : ""}: <PersonalText text={error.message} />
                 {error.recoverable ? " (recovered)" : ""}
               </p>
             </div>

@@ -1,11 +1,13 @@
-/** The session list: filters (room, agent, status, start time), keyset pages, and a live
- * badge for open sessions; the first page refreshes itself while any session is open. */
+/** The session list: filters (room, agent, status, start time), keyset pages, a live
+ * badge for open sessions and an "Erased" one for erased sessions; the first page
+ * refreshes itself while any session is open. */
 import { type FormEvent, useCallback, useEffect, useState } from "react";
 import { Link, useSearchParams } from "react-router-dom";
 import { ApiError, type SessionPage, type SessionFilters } from "../api/client";
 import { useAuth } from "../auth";
 import { dateTime, seconds } from "../lib/format";
 import { Alert } from "../components/Alert";
+import { ErasedBadge } from "../components/ErasedBadge";
 
 const REFRESH_MS = 5000;
 
@@ -123,7 +125,7 @@ export function SessionsPage() {
           </thead>
           <tbody>
             {page.items.map((s) => (
-              <tr key={s.session_id}>
+              <tr key={s.session_id} className={s.erasure ? "erased-row" : undefined}>
                 <td>
                   <Link to={`/sessions/${encodeURIComponent(s.session_id)}`}>{dateTime(s.started_at)}</Link>
                 </td>
@@ -135,6 +137,7 @@ export function SessionsPage() {
                   ) : (
                     <span className={`badge ${s.status}`}>{s.status}</span>
                   )}
+                  {s.erasure && <ErasedBadge erasure={s.erasure} />}
                 </td>
                 <td>
                   {s.user_turns} / {s.assistant_turns}

@@ -1,24 +1,32 @@
 /** One session as a timeline: a row per turn (virtualised: sessions run to thousands of
  * turns), the session's usage and errors, and every raw event. An open session updates
- * live; a reload resumes with nothing lost. */
+ * live; a reload resumes with nothing lost. An erased session shows its erasure, and an
+ * admin key may erase one from here. */
 import { useVirtualizer } from "@tanstack/react-virtual";
 import { useEffect, useMemo, useRef, useState } from "react";
 import { Link, useParams } from "react-router-dom";
-import { ApiError, type SessionDetail } from "../api/client";
+import { ApiError, type Erasure, type SessionDetail } from "../api/client";
 import { useSessionEvents } from "../api/live";
 import { useAuth } from "../auth";
+import { EraseAction } from "../components/EraseAction";
+import { ErasurePanel } from "../components/ErasurePanel";
 import { JsonDialog } from "../components/JsonDialog";
+import { PersonalText } from "../components/PersonalText";
 import { TurnRow } from "../components/TurnRow";
 import type { ModelUsage } from "../generated/turnlog.usage.updated.v1";
+import { canErase, hasErasedText, withErasure } from "../lib/erasure";
 import { type LogEvent, shortType, turnIdOf } from "../lib/events";
 import { clock, count, dateTime, seconds } from "../lib/format";
 import type { Turn } from "../lib/timeline";
 import { Alert } from "../components/Alert";
 
+const PENDING_REFRESH_MS = 5000;
+
 export default function TimelinePage() {
   const { sessionId = "" } = useParams();
-  const { api } = useAuth();
-  const { timeline, events, status, error } = useSessionEvents(sessionId);
+  const { api, session: auth } = useAuth();
+  const [generation, setGeneration] = useState(0);
+  const { timeline, events, status, error } = useSessionEvents(sessionId, generation);
   const [detail, setDetail] = useState<SessionDetail | null>(null);
   const [detailError, setDetailError] = useState<string | null>(null);
   const [tab, setTab] = useState<"turns" | "events">("turns");
@@ -31,6 +39,21 @@ export default function TimelinePage() {
       .catch((failure) => setDetailError(failure instanceof ApiError ? failure.message : String(failure)));
   }, [api, sessionId, status]);
 
+  const erasure = detail?.erasure ?? null;
+  // A pending erasure completes on its own (once Kafka answers): follow it.
+  useEffect(() => {
+    if (erasure?.status !== "pending") return;
+    const timer = setInterval(() => {
+      api.session(sessionId).then(setDetail).catch(() => undefined);
+    }, PENDING_REFRESH_MS);
+    return () => clearInterval(timer);
+  }, [api, sessionId, erasure?.status]);
+
+  const erased = (result: Erasure) => {
+    setDetail((current) => (current ? withErasure(current, result) : current));
+    setGeneration((n) => n + 1); // read the events again: their personal fields now read [erased]
+  };
+
   const session = timeline.session;
   const live = status !== "ended" && !session.closedAt && detail?.status !== "closed";
   return (
@@ -41,9 +64,14 @@ export default function TimelinePage() {
       <h1 id="timeline-title">
         {session.room ?? detail?.room ?? "Session"}{" "}
         {live ? <span className="badge live">live</span> : <span className="badge closed">{detail?.status ?? "closed"}</span>}
+        {erasure && <span className="badge erased">Erased</span>}
       </h1>
-      <p className="muted mono">{sessionId}</p>
+      <div className="session-id-bar">
+        <p className="muted mono">{sessionId}</p>
+        {detail && !erasure && canErase(auth.scopes) && <EraseAction sessionId={sessionId} onErased={erased} />}
+      </div>
       <Alert>{detailError}</Alert>
+      {erasure && <ErasurePanel erasure={erasure} />}
       {error && <Alert>Live stream: {error}</Alert>}
       <dl className="facts card">
         <div><dt>Agent</dt><dd>{session.agentName ?? detail?.agent_name ?? "–"}</dd></div>
@@ -51,7 +79,7 @@ export default function TimelinePage() {
         <div><dt>Ended</dt><dd>{session.closedAt ? `${clock(session.closedAt)} (${session.closeReason ?? "closed"})` : "–"}</dd></div>
         <div><dt>Turns</dt><dd>{timeline.turns.length}</dd></div>
         <div><dt>Events</dt><dd>{count(session.eventCount)}</dd></div>
-        <div><dt>Participants</dt><dd>{session.participants.join(", ") || "–"}</dd></div>
+        <div><dt>Participants</dt><dd>{erasure ? <PersonalText text="[erased]" /> : session.participants.join(", ") || "–"}</dd></div>
         <div><dt>STT</dt><dd>{session.models.stt ?? "–"}</dd></div>
         <div><dt>LLM</dt><dd>{session.models.llm ?? "–"}</dd></div>
         <div><dt>TTS</dt><dd>{session.models.tts ?? "–"}</dd></div>
@@ -64,7 +92,7 @@ export default function TimelinePage() {
           <ul>
             {session.errors.map((e, i) => (
               <li key={i}>
-                {e.source}: {e.message}
+                {e.source}: <PersonalText text={e.message} />
               </li>
             ))}
           </ul>
@@ -83,7 +111,17 @@ export default function TimelinePage() {
           {status === "connecting" ? "connecting…" : status === "live" ? "following live" : status === "ended" ? "session ended" : ""}
         </p>
       </div>
-      {tab === "turns" ? <TurnList turns={timeline.turns} /> : <EventList events={events} onOpen={setOpened} />}
+      {erasure && (
+        <p className="card erased-content" role="note">
+          The content of this conversation was erased: what the user and the agent said, transcripts and tool
+          arguments read <PersonalText text="[erased]" />. Each turn keeps its timing and latency.
+        </p>
+      )}
+      {tab === "turns" ? (
+        <TurnList turns={timeline.turns} erased={!!erasure} />
+      ) : (
+        <EventList events={events} onOpen={setOpened} />
+      )}
       <JsonDialog event={opened} onClose={() => setOpened(null)} />
     </section>
   );
@@ -124,7 +162,7 @@ function UsageTable({ usage }: { usage: ModelUsage }) {
   );
 }
 
-function TurnList({ turns }: { turns: Turn[] }) {
+function TurnList({ turns, erased }: { turns: Turn[]; erased: boolean }) {
   const parent = useRef<HTMLDivElement>(null);
   // One time scale for every waterfall, so bars compare across turns.
   const scale = useMemo(() => Math.max(0.5, ...turns.map((t) => t.waterfall?.span ?? 0)), [turns]);
@@ -135,7 +173,7 @@ function TurnList({ turns }: { turns: Turn[] }) {
     overscan: 4,
     getItemKey: (index) => turns[index].id,
   });
-  if (!turns.length) return <p className="muted">No turn yet.</p>;
+  if (!turns.length) return <p className="muted">{erased ? "No turn to show: the content was erased." : "No turn yet."}</p>;
   return (
     <div ref={parent} className="scroller" data-testid="turns">
       <div style={{ height: virtualizer.getTotalSize(), position: "relative" }}>
@@ -177,6 +215,7 @@ function EventList({ events, onOpen }: { events: LogEvent[]; onOpen: (event: Log
                 <span className="mono">{clock(event.time)}</span>
                 <span className="etype">{shortType(event.type)}</span>
                 <span className="muted mono">{turnIdOf(event) ?? ""}</span>
+                <span>{hasErasedText(event.data) && <span className="erased-text">[erased]</span>}</span>
               </button>
             </li>
           );
