@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from turnlog.infra.stack.kafka import wait_for_metadata
+from turnlog.infra.stack.keys import ensure_kek
 from turnlog.infra.stack.topics import ensure_topics
 from turnlog.projections.clickhouse.migrate import migrate_clickhouse
 from turnlog.projections.clickhouse.store import connect
@@ -36,6 +38,11 @@ class ProvisionSettings(BaseSettings):
     clickhouse_url: str = Field(validation_alias="TURNLOG_CLICKHOUSE_URL")
     """Required here: provisioning is for stores the launcher does not run."""
     clickhouse_database: str = Field("turnlog", validation_alias="TURNLOG_CLICKHOUSE_DATABASE")
+    kek_dir: Path | None = Field(None, validation_alias="TURNLOG_KEK_DIR")
+    """Where to make the key-encryption key once (`keys/kek.pem`, `keys/kek.pub.pem`), for
+    the API to open sealed fields; unset: none is made (bring your own)."""
+    kek_public_copy: Path | None = Field(None, validation_alias="TURNLOG_KEK_PUBLIC_COPY")
+    """Where to copy the public half for agents (a volume they may read)."""
 
 
 def provision(settings: ProvisionSettings, report: Callable[[str], None] = print) -> None:
@@ -54,3 +61,5 @@ def provision(settings: ProvisionSettings, report: Callable[[str], None] = print
     finally:
         store.close()
     report(f"clickhouse database {settings.clickhouse_database} migrated")
+    if settings.kek_dir is not None:
+        report("keys       " + ensure_kek(settings.kek_dir, share_with=settings.kek_public_copy))
