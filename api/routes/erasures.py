@@ -81,7 +81,7 @@ async def erase_session(
     "/v1/erasures",
     summary="Erase a participant",
     responses={202: {"description": "Erased; Kafka records pending."},
-               **responses(401, 403, 404, 422, 429, 503)},
+               **responses(400, 401, 403, 404, 422, 429, 503)},
 )  # fmt: skip
 async def erase_participant(
     body: ParticipantErasureIn, caller: AdminCaller, response: Response

@@ -24,7 +24,8 @@ ORDER BY stage, p90_ms DESC;
 
 -- name: slowest_turns
 -- The 20 slowest answers of the last 24 hours by total response latency, with where
--- the time went (seconds) and what the user said.
+-- the time went (seconds) and what the user said (sealed, as every personal field: a
+-- `tlsealed1:` token here; the console opens it).
 SELECT
     started_at,
     session_id,
@@ -81,7 +82,9 @@ LIMIT 50;
 -- 7 days. Each interim is compared with the next final transcript of its turn.
 -- stable_share: interims that the final only extends; revision: the share of an
 -- interim's characters the final changed (edit distance to the final's beginning of the
--- same length; 0 = the user saw nothing that was later corrected).
+-- same length; 0 = the user saw nothing that was later corrected). It reads transcripts in
+-- clear: on sealed events only identical texts compare equal, so its figures hold for
+-- producers that do not seal.
 WITH transcripts AS
 (
     SELECT
