@@ -34,11 +34,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import RunningPlatform
 from tests.livekit_jobs import job_end_status
+from turnlog.api.privacy import Opener
 from turnlog.infra.demo.run import DEMO_QUESTIONS, run_demo
 from turnlog.infra.stack.errors import StackError
+from turnlog.infra.stack.keys import kek_paths
 from turnlog.infra.stack.process import tail
 from turnlog.projections.clickhouse.query_endpoint import open_reader
-from turnlog.schemas.topics import EVENTS_TOPIC, SESSIONS_TOPIC, TURNS_TOPIC
+from turnlog.schemas.sealing import UnwrappingKey, is_sealed
+from turnlog.schemas.topics import EVENTS_TOPIC, KEYS_TOPIC, SESSIONS_TOPIC, TURNS_TOPIC
 
 pytestmark = pytest.mark.e2e
 
@@ -71,8 +74,9 @@ def eventually(read: Callable[[], T], done: Callable[[T], bool], *, within: floa
 async def _read_topic(bootstrap: str, topic: str) -> list[dict[str, Any]]:
     """Every record of a topic of this test's own (nothing is written to it any more):
     read until two quiet seconds follow the first records."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     await consumer.start()
     records: list[dict[str, Any]] = []
     try:
@@ -129,6 +133,14 @@ def test_voice_call_through_livekit_is_recorded_everywhere(platform: RunningPlat
             "SELECT role, text FROM messages WHERE session_id = %s ORDER BY sequence",
             (session_id,),
         ).fetchall()
+        # stored sealed; opened here with the platform's key store and KEK
+        assert all(is_sealed(text) for _, text in messages if text)
+        private, _ = kek_paths(platform.settings.state_dir)
+        opener = Opener(UnwrappingKey.from_pem(private.read_bytes()),
+                        schema=platform.pg_schema.name)  # fmt: skip
+        key = opener.keys(conn, [session_id])[session_id]
+        assert key is not None
+        messages = [(role, opener.open(text, key)) for role, text in messages]
     assert session == (outcome.room, "closed", platform.agent_name)
     said = [str(text) for role, text in messages if role == "user"]
     answers = [str(text) for role, text in messages if role == "assistant"]
@@ -176,14 +188,18 @@ def test_voice_call_through_livekit_is_recorded_everywhere(platform: RunningPlat
     started = next(e for e in events if e["type"] == "turnlog.session.started.v1")
     assert job_end_status(platform.livekit_log, started["data"]["job_id"]) == "JS_SUCCESS"
 
-    # the gateway: nothing dropped, nothing left behind, every event sent
+    # the gateway: nothing dropped, nothing left behind, every event and key record sent
+    key_records = session_records(platform, KEYS_TOPIC, session_id)
+    assert key_records  # issued at the start, again when the student joined
+    assert {k["data"]["key_id"] for k in key_records} == {session_id}
+    sent = len(events) + len(key_records)
     counters = eventually(
         lambda: gateway_counters(platform),
-        lambda c: c.get("turnlog_gateway_events_sent_total", 0) >= len(events),
+        lambda c: c.get("turnlog_gateway_events_sent_total", 0) >= sent,
     )
     assert counters.get("turnlog_gateway_events_dropped_total", 0) == 0
     assert counters.get("turnlog_gateway_events_failed_total", 0) == 0
-    assert counters["turnlog_gateway_events_sent_total"] == len(events)
+    assert counters["turnlog_gateway_events_sent_total"] == sent
 
     heard = outcome.call.latencies
     print(
