@@ -20,9 +20,10 @@ from turnlog.projections.clickhouse.analyst import (
     ReadOnlyViolationError,
     run_readonly_query,
 )
-from turnlog.projections.clickhouse.migrate import migrate_clickhouse
+from turnlog.projections.clickhouse.migrate import MIGRATIONS_DIR, migrate_clickhouse
 from turnlog.projections.clickhouse.store import AnalyticsStore, ChdbStore, ServerStore
 from turnlog.projections.clickhouse.writer import ClickHouseProjection
+from turnlog.projections.migrations import load_migrations
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +40,9 @@ def server_store(analytics_store: AnalyticsStore) -> Iterator[ServerStore]:
 @pytest.fixture
 def server_database(server_store: ServerStore) -> Iterator[str]:
     name = unique("test_")
-    assert len(migrate_clickhouse(server_store, database=name)) == 4
+    assert len(migrate_clickhouse(server_store, database=name)) == len(
+        load_migrations(MIGRATIONS_DIR)
+    )
     yield name
     server_store.command(f"DROP DATABASE IF EXISTS `{name}`")
 

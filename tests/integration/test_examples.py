@@ -11,6 +11,7 @@ network are needed.
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import signal
 import subprocess
@@ -29,7 +30,9 @@ from tests.conftest import Topics, unique
 from tests.fixtures.fake_openai import FakeOpenAI, fake_openai
 from tests.livekit_jobs import job_end_status
 from turnlog.infra.stack.stack import Stack
-from turnlog.schemas import EVENTS_TOPIC, CloudEvent, decode
+from turnlog.schemas import EVENTS_TOPIC, KEYS_TOPIC, CloudEvent, decode
+from turnlog.schemas.codec import with_sealing
+from turnlog.schemas.sealing import DataKey, UnwrappingKey, generate_kek, open_value
 
 pytestmark = [
     pytest.mark.integration,
@@ -72,9 +75,14 @@ def openai_server() -> Iterator[FakeOpenAI]:
         yield server
 
 
+KEK_PRIVATE, KEK_PUBLIC = generate_kek()
+"""The examples seal with this KEK's public half; the test opens with the private one."""
+
+
 def start_worker(example: str, *, stack: Stack, topics: Topics, openai_url: str,
                  tmp_path: Path) -> ExampleWorker:  # fmt: skip
     s = stack.settings
+    (tmp_path / "kek.pub.pem").write_bytes(KEK_PUBLIC)
     name = unique(f"{example}-")
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("TURNLOG_", "LIVEKIT_"))},
@@ -87,6 +95,7 @@ def start_worker(example: str, *, stack: Stack, topics: Topics, openai_url: str,
         "TURNLOG_KAFKA_BOOTSTRAP": s.kafka_bootstrap,
         "TURNLOG_TOPIC_PREFIX": topics.prefix,
         "TURNLOG_SPOOL_DIR": str(tmp_path / "spool"),
+        "TURNLOG_KEK_PUBLIC_KEY": str(tmp_path / "kek.pub.pem"),
     }
     log = tmp_path / f"{example}.log"
     with log.open("wb") as out:
@@ -115,7 +124,25 @@ class Conversation:
         self.topic = topic
         self.agent_name = agent_name
         self.room_name = unique("room-")
-        self.events: list[CloudEvent[Any]] = []
+        self.sealed: list[CloudEvent[Any]] = []
+        """The room's events as recorded: personal fields sealed."""
+        self.keys: dict[str, DataKey] = {}
+        self._unwrapping = UnwrappingKey.from_pem(KEK_PRIVATE)
+
+    @property
+    def events(self) -> list[CloudEvent[Any]]:
+        """The room's events, opened with the keys read from the keys topic so far."""
+        return [self._opened(e) for e in self.sealed]
+
+    def _opened(self, event: CloudEvent[Any]) -> CloudEvent[Any]:
+        key = self.keys.get(event.keyid or "")
+        if event.keyid is None or key is None:
+            return event
+        data = open_value(event.data.model_dump(mode="json"), key)
+        return with_sealing(
+            event, data=type(event.data).model_validate(data), keyid=event.keyid,
+            sealed=event.sealed, redactions=event.redactions,
+        )  # fmt: skip
 
     async def join(self) -> None:
         """Made on the test's loop: the room and the consumer bind to it."""
@@ -133,7 +160,12 @@ class Conversation:
                 agents=[api.RoomAgentDispatch(agent_name=self.agent_name)]))
             .to_jwt()
         )  # fmt: skip
+        self.key_consumer = AIOKafkaConsumer(
+            self.topic.replace(EVENTS_TOPIC, KEYS_TOPIC), bootstrap_servers=s.kafka_bootstrap,
+            auto_offset_reset="earliest", enable_auto_commit=False,
+        )  # fmt: skip
         await self.consumer.start()
+        await self.key_consumer.start()
         await self.room.connect(s.livekit_url, token)
         await self.wait_for(lambda e: e.type == t("agent.state_changed")
                             and e.data.new_state == "listening")  # fmt: skip
@@ -145,15 +177,22 @@ class Conversation:
         if callable(then):
             await self.wait_for(then)
             return
-        await self.wait_for(lambda e: e.type == t("conversation.item_added")
-                            and e.data.role == "assistant" and then in (e.data.text or ""))
+        await self.wait_for(
+            lambda e: (
+                e.type == t("conversation.item_added")
+                and e.data.role == "assistant"
+                and then in (e.data.text or "")
+            )
+        )
 
     async def leave(self) -> None:
         await self.room.disconnect()
         await self.wait_for(lambda e: e.type == t("session.closed"), within=60)
         extra = await self.consumer.getmany(timeout_ms=1000)  # anything late would be here
         self._keep(r for rs in extra.values() for r in rs)
+        await self._read_keys()
         await self.consumer.stop()
+        await self.key_consumer.stop()
 
     async def close(self) -> None:
         """Leave the room and stop the consumer, whatever state they are in."""
@@ -162,6 +201,9 @@ class Conversation:
             await room.disconnect()
         if consumer is not None:
             await consumer.stop()  # idempotent
+        key_consumer = getattr(self, "key_consumer", None)
+        if key_consumer is not None:
+            await key_consumer.stop()
 
     async def wait_for(self, found: Any, *, within: float = 30) -> CloudEvent[Any]:
         async with asyncio.timeout(within):
@@ -171,12 +213,22 @@ class Conversation:
                         return event
                 batches = await self.consumer.getmany(timeout_ms=200)
                 self._keep(r for rs in batches.values() for r in rs)
+                await self._read_keys()
+
+    async def _read_keys(self) -> None:
+        batches = await self.key_consumer.getmany(timeout_ms=10)
+        for record in (r for rs in batches.values() for r in rs):
+            if record.value is not None:
+                issued = decode(record.value).data
+                self.keys[issued.key_id] = self._unwrapping.unwrap(
+                    issued.key_id, base64.b64decode(issued.wrapped_key)
+                )
 
     def _keep(self, records: Any) -> None:
         for record in sorted(records, key=lambda r: (r.partition, r.offset)):
             event = decode(record.value)
             if event.subject == self.room_name:
-                self.events.append(event)
+                self.sealed.append(event)
 
     def job_status(self) -> str:
         """How the LiveKit server ended this room's agent job."""
@@ -266,11 +318,19 @@ def test_the_front_desk_hands_off_to_billing_and_its_tools_are_recorded(
     # reply when the new agent takes over first ("no activity context found"), a race of
     # the framework's, not of the recording.
     handed_over = lambda e: (  # noqa: E731
-        e.type == t("agent.handoff") and e.data.new_agent_id == "billing")
-    events = converse("front_desk", [
-        ("Please transfer me to billing", handed_over),
-        ("What is the status of invoice 1042", "was paid"),
-    ], stack=stack, topics=topics, openai_url=openai_server.url, tmp_path=tmp_path).events
+        e.type == t("agent.handoff") and e.data.new_agent_id == "billing"
+    )
+    events = converse(
+        "front_desk",
+        [
+            ("Please transfer me to billing", handed_over),
+            ("What is the status of invoice 1042", "was paid"),
+        ],
+        stack=stack,
+        topics=topics,
+        openai_url=openai_server.url,
+        tmp_path=tmp_path,
+    ).events
 
     handoffs = [e.data for e in events if e.type == t("agent.handoff")]
     assert [h.new_agent_id for h in handoffs][-2:] == ["front_desk", "billing"]

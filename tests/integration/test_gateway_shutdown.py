@@ -19,6 +19,7 @@ from turnlog.agent_gateway.providers import ProviderSettings, build_providers
 from turnlog.agent_gateway.publisher import PublisherStats
 from turnlog.agent_gateway.record import JobRecording
 from turnlog.schemas import EVENTS_TOPIC, CloudEvent, SessionStarted
+from turnlog.schemas.sealing import WrappingKey, generate_kek
 
 pytestmark = pytest.mark.integration
 
@@ -35,13 +36,13 @@ def gateway_settings(bootstrap: str, prefix: str, spool: Path) -> RecordSettings
 
 async def shut_down_mid_session(settings: RecordSettings) -> tuple[str, PublisherStats]:
     job = JobRecording(settings, job_id="AJ_stop", agent_name="tutor", worker_id="AW_test",
-                       own_process=False)
+                       own_process=False, wrapping=WrappingKey.from_pem(generate_kek()[1]),
+                       redactor=None)  # fmt: skip
     await job.start()
     providers = build_providers(ProviderSettings(stt="offline", llm="offline", tts="offline"))
     session: AgentSession[Any] = AgentSession(llm=providers.llm)
     recorder = job.recorder(room_name="lesson-stop", secrets=())
-    started = SessionStarted(job_id="AJ_stop", agent_name="tutor",
-                             worker_id="AW_test")
+    started = SessionStarted(job_id="AJ_stop", agent_name="tutor", worker_id="AW_test")
     recorder.start(session, started=started)
     await session.start(TutorAgent(), capture_run=True)
     await session.run(user_input="what is the capital of Italy")
@@ -54,7 +55,9 @@ async def shut_down_mid_session(settings: RecordSettings) -> tuple[str, Publishe
 
 async def read_all(bootstrap: str, topic: str, session_id: str) -> list[CloudEvent[Any]]:
     return await read_events(
-        bootstrap, topic, keep=lambda e: e.sessionid == session_id,
+        bootstrap,
+        topic,
+        keep=lambda e: e.sessionid == session_id,
         until=lambda events: bool(events) and events[-1].type == "turnlog.session.closed.v1",
     )
 

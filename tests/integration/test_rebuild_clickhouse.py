@@ -75,7 +75,7 @@ def test_the_exchange_keeps_each_databases_views_on_its_own_tables(
         "SELECT count() FROM system.tables WHERE database = {db:String} "
         "AND engine = 'MaterializedView'", parameters={"db": names.database},
     )  # fmt: skip
-    assert int(views[0][0]) == 8  # 5 from the ingest table, 3 rollups
+    assert int(views[0][0]) == 9  # 6 from the ingest table, 3 rollups
     assert plain_tables(analytics_store, names.database) == moved
 
 
