@@ -50,6 +50,18 @@ Hook = Callable[[CloudEvent[Any]], Awaitable[tuple[int, int]]]
 SEED = 20261203
 
 
+
+def timed_record(recorders: dict[str, Any]) -> Any:
+    """The hook `drive` times: one `SessionRecorder.record`, its wall time on the loop."""
+
+    async def hook(event: CloudEvent[Any]) -> tuple[int, int]:
+        began = time.perf_counter_ns()
+        recorders[event.sessionid].record(event.data)
+        spent = time.perf_counter_ns() - began
+        return spent, spent
+
+    return hook
+
 async def recording(events: list[CloudEvent[Any]], pattern: str, bootstrap: str,
                     topic: str, seed: int) -> tuple[Run, float]:  # fmt: skip
     """One repeat through the recorder and publisher: (ticker run, CPU µs per event)."""
@@ -69,12 +81,7 @@ async def recording(events: list[CloudEvent[Any]], pattern: str, bootstrap: str,
                                               room_name=f"room-{event.sessionid[-6:]}"),
                 )  # fmt: skip
 
-        async def hook(event: CloudEvent[Any]) -> tuple[int, int]:
-            began = time.perf_counter_ns()
-            recorders[event.sessionid].record(event.data)
-            spent = time.perf_counter_ns() - began
-            return spent, spent
-
+        hook = timed_record(recorders)
         cpu = time.process_time()
         run = await drive(events, pattern, hook, seed=seed)
         while publisher.stats().sent < len(events):  # noqa: ASYNC110 - counters of another thread

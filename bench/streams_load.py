@@ -137,10 +137,10 @@ def scratch_topics(bootstrap: str) -> Iterator[str]:
     try:
         yield prefix
     finally:
-        asyncio.run(_delete_topics(bootstrap, [s.name for s in specs]))
+        asyncio.run(delete_topics(bootstrap, [s.name for s in specs]))
 
 
-async def _delete_topics(bootstrap: str, names: list[str]) -> None:
+async def delete_topics(bootstrap: str, names: list[str]) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
