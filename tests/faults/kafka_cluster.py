@@ -39,7 +39,7 @@ from turnlog.infra.stack.kafka import (
 )
 from turnlog.infra.stack.process import pid_alive, port_open, spawn_detached, stop_pid, wait_until
 from turnlog.infra.stack.topics import ensure_topics
-from turnlog.schemas.topics import TopicSpec, topic_specs
+from turnlog.schemas.topics import DLQ_TOPIC, TopicSpec, topic_specs
 
 REPLICATION = 3
 MIN_INSYNC = 2
@@ -241,7 +241,7 @@ class KafkaCluster:
     async def _create_internal_topics(self) -> None:
         """Commit one offset for a throwaway group and one transaction, which create
         `__consumer_offsets` and `__transaction_state`."""
-        [spec] = [s for s in replicated_specs("warm-up.") if s.partitions == 3]
+        [spec] = [s for s in replicated_specs("warm-up.") if s.name == "warm-up." + DLQ_TOPIC]
         await ensure_topics(self.bootstrap, [spec])
         partition = TopicPartition(spec.name, 0)
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id="warm-up",
