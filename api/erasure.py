@@ -130,7 +130,9 @@ def erase_in_postgres(
         erased_before = {str(session): str(by) for session, by in cur.fetchall()}
         fresh = [s for s in known if s not in erased_before]
         if not fresh and len(set(erased_before.values())) == 1:  # asked again: the same answer
-            return _load(cur, schema, next(iter(erased_before.values())), already=True)
+            earlier = _load(cur, schema, next(iter(erased_before.values())), already=True)
+            if earlier is not None:  # always: erased_sessions references erasures
+                return earlier
         cur.execute(
             sql.SQL(
                 "INSERT INTO {} (erasure_id, scope, requested_by, requested_at, reason, "
@@ -199,26 +201,21 @@ def _row(row: Any, *, already: bool = False) -> Erasure:
     )  # fmt: skip
 
 
-def _load(cur: psycopg.Cursor[Any], schema: str, erasure_id: str, *, already: bool) -> Erasure:
+def _load(cur: psycopg.Cursor[Any], schema: str, erasure_id: str, *,
+          already: bool = False) -> Erasure | None:  # fmt: skip
     cur.execute(
         sql.SQL(f"SELECT {_COLUMNS} FROM {{}} WHERE erasure_id = %s").format(
             _t(schema, "erasures")
         ),
         (erasure_id,),
     )
-    return _row(cur.fetchone(), already=already)
+    row = cur.fetchone()
+    return _row(row, already=already) if row is not None else None
 
 
 def get_erasure(conn: psycopg.Connection[Any], erasure_id: str, *, schema: str) -> Erasure | None:
     with conn.cursor() as cur:
-        cur.execute(
-            sql.SQL(f"SELECT {_COLUMNS} FROM {{}} WHERE erasure_id = %s").format(
-                _t(schema, "erasures")
-            ),
-            (erasure_id,),
-        )
-        row = cur.fetchone()
-    return _row(row) if row is not None else None
+        return _load(cur, schema, erasure_id)
 
 
 def erasures_of_sessions(
@@ -229,9 +226,8 @@ def erasures_of_sessions(
         return {}
     rows = conn.execute(
         sql.SQL(
-            "SELECT es.session_id, "
-            + ", ".join(f"e.{c.strip()}" for c in _COLUMNS.split(","))
-            + " FROM {} es JOIN {} e USING (erasure_id) WHERE es.session_id = ANY(%s)"
+            f"SELECT es.session_id, {_COLUMNS} "
+            "FROM {} es JOIN {} e USING (erasure_id) WHERE es.session_id = ANY(%s)"
         ).format(_t(schema, "erased_sessions"), _t(schema, "erasures")),
         (session_ids,),
     ).fetchall()
@@ -306,6 +302,16 @@ async def finish(
         return erasure
     await conn_call(mark_completed, erasure, schema=schema)
     return erasure
+
+
+async def erase(
+    conn_call: Any, *, schema: str, bootstrap: str, topic_prefix: str, **request: Any
+) -> Erasure:
+    """A whole erasure: `erase_in_postgres(**request)` through `conn_call`, then `finish`.
+    Raises `UnknownSubjectError`; pending (not raised) while Kafka is down."""
+    erasure: Erasure = await conn_call(erase_in_postgres, schema=schema, **request)
+    return await finish(erasure, conn_call, schema=schema, bootstrap=bootstrap,
+                        topic_prefix=topic_prefix)  # fmt: skip
 
 
 def sessions_older_than(

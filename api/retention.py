@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from turnlog.api.db import Database
-from turnlog.api.erasure import complete_pending, erase_in_postgres, finish, sessions_older_than
+from turnlog.api.erasure import complete_pending, erase, sessions_older_than
 
 logger = logging.getLogger(__name__)
 
@@ -54,13 +54,12 @@ class RetentionJob:
             return run
         cutoff = (now or datetime.now(UTC)) - timedelta(days=self.read_models_days)
         while sessions := await self.db.run(sessions_older_than, cutoff, schema=schema):
-            erasure = await self.db.run(
-                erase_in_postgres, schema=schema, scope="retention", session_ids=sessions,
+            erasure = await erase(
+                self.db.run, schema=schema, bootstrap=self.bootstrap,
+                topic_prefix=self.topic_prefix, scope="retention", session_ids=sessions,
                 requested_by="retention",
                 reason=f"older than the read models' retention ({self.read_models_days} days)",
             )  # fmt: skip
-            await finish(erasure, self.db.run, schema=schema, bootstrap=self.bootstrap,
-                         topic_prefix=self.topic_prefix)  # fmt: skip
             run.erased_sessions += len(sessions)
             logger.info("retention erased %d sessions (erasure %s)", len(sessions),
                         erasure.erasure_id)  # fmt: skip

@@ -21,8 +21,7 @@ from turnlog.api.erasure import (
     Erasure,
     UnknownSubjectError,
     complete_pending,
-    erase_in_postgres,
-    finish,
+    erase,
     sessions_of_identity,
     sessions_older_than,
 )
@@ -50,17 +49,16 @@ def _call(settings: StackSettings) -> Any:
     return call
 
 
-def _run(settings: StackSettings, schema: str, **erase: Any) -> Erasure:
+def _run(settings: StackSettings, schema: str, **request: Any) -> Erasure:
     call = _call(settings)
 
     async def run() -> Erasure:
         try:
-            erasure: Erasure = await call(erase_in_postgres, schema=schema, **erase)
+            return await erase(call, schema=schema, bootstrap=settings.kafka_bootstrap,
+                               topic_prefix=settings.topic_prefix, **request)  # fmt: skip
         except UnknownSubjectError as error:
             err.print(f"[bold red]nothing erased:[/] {error}", highlight=False)
             raise typer.Exit(1) from None
-        return await finish(erasure, call, schema=schema, bootstrap=settings.kafka_bootstrap,
-                            topic_prefix=settings.topic_prefix)  # fmt: skip
 
     return asyncio.run(run())
 

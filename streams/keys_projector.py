@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 
+from turnlog.projections.postgres import statements
 from turnlog.projections.postgres.keystore import store_records
 from turnlog.streams.config import redact_url
 from turnlog.streams.dlq import dead_letter_record
@@ -64,17 +65,13 @@ class KeysProjector:
     def _positions(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
         try:
             with self._connection().cursor() as cur:
-                cur.execute(
-                    f'SELECT topic, partition, next_offset FROM "{self.schema}".consumer_offsets '
-                    "WHERE consumer = %s",
-                    (self.group,),
-                )
-                stored = {(str(t), int(p)): int(o) for t, p, o in cur.fetchall()}
+                stored: dict[tuple[str, int], int] = {}
+                for topic in sorted({t for t, _ in partitions}):
+                    cur.execute(statements.load_offsets(self.schema), (self.group, topic))
+                    stored.update({(topic, int(p)): int(o) for p, o in cur.fetchall()})
         except psycopg.OperationalError as error:
             self._conn = None
-            raise DependencyUnavailableError(
-                f"{self._where}: {error}", dependency=self._where
-            ) from error
+            raise self._unavailable(error) from error
         return {tp: stored[tp] for tp in partitions if tp in stored}
 
     def revoked(self, partitions: Sequence[tuple[str, int]]) -> None:
@@ -96,9 +93,7 @@ class KeysProjector:
             )  # fmt: skip
         except psycopg.OperationalError as error:
             self._conn = None
-            raise DependencyUnavailableError(
-                f"{self._where}: {error}", dependency=self._where
-            ) from error
+            raise self._unavailable(error) from error
 
     async def stop(self) -> None:
         def close() -> None:

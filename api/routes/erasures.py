@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Path, Response
 from pydantic import Field
@@ -12,8 +12,7 @@ from turnlog.api.base import ApiModel
 from turnlog.api.deps import AdminCaller
 from turnlog.api.erasure import (
     UnknownSubjectError,
-    erase_in_postgres,
-    finish,
+    erase,
     get_erasure,
     sessions_of_identity,
 )
@@ -38,30 +37,30 @@ async def _erase(
     services: Services, response: Response, *, scope: Literal["session", "participant"],
     session_ids: list[str], caller_name: str, reason: str | None, identity: str | None = None,
 ) -> ErasureOut:  # fmt: skip
-    db = services.db
+    db, settings = services.db, services.settings
     try:
-        erasure = await db.run(
-            erase_in_postgres, schema=db.schema, scope=scope, session_ids=session_ids,
+        erasure = await erase(
+            db.run, schema=db.schema, bootstrap=settings.kafka_bootstrap,
+            topic_prefix=settings.topic_prefix, scope=scope, session_ids=session_ids,
             requested_by=caller_name, reason=reason, identity=identity,
         )  # fmt: skip
     except UnknownSubjectError as error:
         raise NotFoundError(str(error)) from error
-    settings = services.settings
-    erasure = await finish(
-        erasure, db.run, schema=db.schema, bootstrap=settings.kafka_bootstrap,
-        topic_prefix=settings.topic_prefix,
-    )  # fmt: skip
     services.metrics.erasures.labels(scope=scope, status=erasure.status).inc()
     response.status_code = 200 if erasure.status == "completed" else 202
     return ErasureOut.of(erasure)
 
 
+PENDING: Final[dict[int | str, dict[str, Any]]] = {
+    202: {"description": "Erased; Kafka records pending."}
+}
+
+
 @router.delete(
     "/v1/sessions/{session_id}",
     summary="Erase a session",
-    responses={202: {"description": "Erased; Kafka records pending."},
-               **responses(401, 403, 404, 422, 429, 503)},
-)  # fmt: skip
+    responses={**PENDING, **responses(401, 403, 404, 422, 429, 503)},
+)
 async def erase_session(
     session_id: Annotated[str, Path(min_length=1, max_length=200)],
     caller: AdminCaller,
@@ -80,9 +79,8 @@ async def erase_session(
 @router.post(
     "/v1/erasures",
     summary="Erase a participant",
-    responses={202: {"description": "Erased; Kafka records pending."},
-               **responses(400, 401, 403, 404, 422, 429, 503)},
-)  # fmt: skip
+    responses={**PENDING, **responses(400, 401, 403, 404, 422, 429, 503)},
+)
 async def erase_participant(
     body: ParticipantErasureIn, caller: AdminCaller, response: Response
 ) -> ErasureOut:

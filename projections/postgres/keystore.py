@@ -19,6 +19,7 @@ from psycopg import sql
 
 from turnlog.projections.postgres import statements
 from turnlog.projections.postgres.erasure import erased_among
+from turnlog.projections.postgres.writer import write_offsets
 from turnlog.projections.records import SourceRecord
 from turnlog.schemas import DataKeyIssued
 from turnlog.schemas.sealing import subject_digest
@@ -86,7 +87,6 @@ def store_records(
         data = record.event.data
         if isinstance(data, DataKeyIssued):
             latest[data.key_id] = (record.event.time, data)  # a later issue lists more subjects
-    positions = sorted(offsets)
     with conn.transaction(), conn.cursor() as cur:
         erased = erased_among(cur, schema, sorted(latest))
         keep = {k: v for k, v in latest.items() if k not in erased}
@@ -115,10 +115,6 @@ def store_records(
                     ).format(sql.Identifier(schema, "key_subjects")),
                     ([s for s, _ in pairs], [k for _, k in pairs]),
                 )
-        if positions:
-            cur.execute(
-                statements.save_offsets(schema),
-                (consumer, [t for t, _ in positions], [p for _, p in positions],
-                 [offsets[p] for p in positions]),
-            )  # fmt: skip
+        if offsets:
+            write_offsets(cur, statements.save_offsets(schema), consumer, offsets)
     return len(keep)

@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool
 
@@ -91,6 +92,21 @@ def _params(events: Iterable[CloudEvent[Any]]) -> dict[str, list[list[Any]]]:
     rows = BatchRows()
     rows.add_all(events)
     return rows.params()
+
+
+def write_offsets(
+    cur: psycopg.Cursor[Any], statement: bytes | sql.Composed, consumer: str,
+    offsets: Mapping[tuple[str, int], int],
+) -> None:  # fmt: skip
+    """Store `consumer`'s next offsets with `statement` (`statements.save_offsets`), in
+    the caller's transaction; positions in one order, so two writers never deadlock."""
+    positions = sorted(offsets)
+    cur.execute(statement, (
+        consumer,
+        [topic for topic, _ in positions],
+        [partition for _, partition in positions],
+        [offsets[p] for p in positions],
+    ))  # fmt: skip
 
 
 class PostgresProjection:
@@ -212,13 +228,7 @@ class PostgresProjection:
     def _write_offsets(
         self, cur: psycopg.Cursor[Any], offsets: Mapping[tuple[str, int], int]
     ) -> None:
-        positions = sorted(offsets)
-        cur.execute(self._save_offsets, (
-            self.consumer,
-            [topic for topic, _ in positions],
-            [partition for _, partition in positions],
-            [offsets[p] for p in positions],
-        ))
+        write_offsets(cur, self._save_offsets, self.consumer, offsets)
 
     @contextmanager
     def _connection(self) -> Iterator[Connection]:
