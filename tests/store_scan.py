@@ -277,8 +277,9 @@ def _dump_batch(batch: list[Path], as_named: dict[Path, Path], *, libs: Path, ma
         return subprocess.run(argv, capture_output=True, check=False, timeout=900)
 
     result = run(batch)
-    if result.returncode != 0 and not all(p.exists() for p in batch):
-        # A deleted topic's folder went away meanwhile; what is gone holds nothing.
+    for _ in range(5):  # Kafka deletes topics' folders in the background, even mid-run
+        if result.returncode == 0 or all(p.exists() for p in batch):
+            break
         batch = [p for p in batch if p.exists()]
         result = run(batch)
     if result.returncode != 0:
