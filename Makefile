@@ -11,7 +11,7 @@ install:
 	@bash infra/install.sh
 
 install-test:
-	@bash infra/install.sh --browser
+	@bash infra/install.sh --test
 
 up: install
 	@$(VENV)/turnlog up

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import threading
+import weakref
 from pathlib import Path
 from typing import Any, Final
 from wsgiref.simple_server import WSGIServer
@@ -29,19 +31,25 @@ from prometheus_client import (
     Histogram,
     start_http_server,
 )
+from prometheus_client.core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from turnlog.agent_gateway.publisher.metrics import collector_for
 from turnlog.schemas import (
+    PAYLOAD_MODELS,
     CloudEvent,
     ConversationItemAdded,
+    DataKeyIssued,
     LlmMetrics,
     MessageMetrics,
     MetricsCollected,
     ModelInfo,
     SessionClosed,
     SessionStarted,
+    SessionSummarized,
     SttMetrics,
     TtsMetrics,
+    TurnCompleted,
 )
 
 logger = logging.getLogger(__name__)
@@ -52,6 +60,13 @@ HOOK_BUCKETS: Final = (5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3,
 """Seconds; a hook should take tens of microseconds."""
 
 _MODEL_LABELS: Final = ("provider", "model")
+
+RECORDED_TYPES: Final = frozenset(
+    [m.TYPE for m in PAYLOAD_MODELS if m not in (TurnCompleted, SessionSummarized)]
+    + [DataKeyIssued.TYPE]
+)
+"""The event types a gateway publishes (the catalog less the derived topics' records):
+its publisher's counters show each at 0 until it is counted."""
 
 
 class GatewayMetrics:
@@ -141,54 +156,141 @@ class GatewayMetrics:
 
 
 class RegistryMirror:
-    """Copies the counters and gauges of `source` into metrics of the same names in
-    `target`, which prometheus-client's multiprocess mode merges across processes.
+    """Copies the counters, gauges and histograms of `source` into metrics of the same
+    names in `target`, which prometheus-client's multiprocess mode merges across processes.
 
-    The publisher exposes its counters through a custom collector read at scrape time, in
+    The publisher exposes its metrics through a custom collector read at scrape time, in
     its own process; the worker's endpoint merges only the multiprocess files. A job
     process therefore gives the publisher a private registry and calls `sync()` now and
-    then, and once more before it exits. Gauges use the `livesum` mode: the endpoint sums
-    live processes, and `forget_process()` drops a finished one. Histograms are not
-    mirrored (prometheus-client has no public way to add to a bucket)."""
+    then, and once more before it exits. Everything is copied by difference since the last
+    `sync()`, so several mirrors in one process (jobs under the thread executor) add up:
+    - counters: the increase;
+    - gauges (`livesum` mode: the endpoint sums live processes, and `forget_process()`
+      drops a finished one): the change of this mirror's share;
+    - histograms: each bucket's new observations, replayed through `observe()` at values
+      inside the bucket chosen so that the sum grows by exactly the source's increase
+      (prometheus-client has no public way to add to a bucket; buckets, count and sum
+      are exact, the replayed values themselves are not kept anywhere)."""
 
     def __init__(self, source: CollectorRegistry, *, target: CollectorRegistry = REGISTRY) -> None:
         self._source = source
         self._target = target
-        self._counters: dict[str, Counter] = {}
-        self._gauges: dict[str, Gauge] = {}
-        self._seen: dict[tuple[str, tuple[str, ...]], float] = {}
+        self._seen: dict[tuple[str, _Labels], float] = {}
+        self._buckets_seen: dict[tuple[str, _Labels], list[float]] = {}
 
     def sync(self) -> None:
         """Bring the mirrored metrics up to the source's current values."""
         for family in self._source.collect():
-            for sample in family.samples:
-                labels = tuple(sorted(sample.labels.items()))
-                if family.type == "counter" and sample.name.endswith("_total"):
-                    self._add(family.name, family.documentation, labels, sample.value)
-                elif family.type == "gauge":
-                    gauge = self._gauge(family.name, family.documentation, labels)
-                    _child(gauge, labels).set(sample.value)
+            if family.type == "counter":
+                for sample in family.samples:
+                    if sample.name.endswith("_total"):
+                        self._counter(family, _labels(sample.labels), sample.value)
+            elif family.type == "gauge":
+                for sample in family.samples:
+                    self._gauge(family, _labels(sample.labels), sample.value)
+            elif family.type == "histogram":
+                self._histogram(family)
 
-    def _add(self, name: str, doc: str, labels: tuple[tuple[str, str], ...], value: float) -> None:
-        key = (name, tuple(f"{k}={v}" for k, v in labels))
+    def _delta(self, key: tuple[str, _Labels], value: float) -> float:
         delta = value - self._seen.get(key, 0.0)
         self._seen[key] = value
-        counter = self._counters.get(name)
-        if counter is None:
-            names = tuple(k for k, _ in labels)
-            counter = Counter(name, doc, names, registry=self._target)
-            self._counters[name] = counter
+        return delta
+
+    def _counter(self, family: Metric, labels: _Labels, value: float) -> None:
+        counter = served(self._target, Counter, family, tuple(k for k, _ in labels))
         child = _child(counter, labels)  # a series at 0 (e.g. dropped) is shown too
+        delta = self._delta((family.name, labels), value)
         if delta > 0:
             child.inc(delta)
 
-    def _gauge(self, name: str, doc: str, labels: tuple[tuple[str, str], ...]) -> Gauge:
-        gauge = self._gauges.get(name)
-        if gauge is None:
-            names = tuple(k for k, _ in labels)
-            gauge = Gauge(name, doc, names, registry=self._target, multiprocess_mode="livesum")
-            self._gauges[name] = gauge
-        return gauge
+    def _gauge(self, family: Metric, labels: _Labels, value: float) -> None:
+        gauge = served(self._target, Gauge, family, tuple(k for k, _ in labels))
+        child = _child(gauge, labels)
+        delta = self._delta((family.name, labels), value)
+        if delta:
+            child.inc(delta)
+
+    def _histogram(self, family: Metric) -> None:
+        series: dict[_Labels, tuple[list[tuple[float, float]], float]] = {}
+        for sample in family.samples:
+            labels = _labels({k: v for k, v in sample.labels.items() if k != "le"})
+            cumulative, total = series.get(labels, ([], 0.0))
+            if sample.name.endswith("_bucket"):
+                cumulative.append((float(sample.labels["le"]), sample.value))
+            elif sample.name.endswith("_sum"):
+                total = sample.value
+            series[labels] = (cumulative, total)
+        for labels, (cumulative, total) in series.items():
+            cumulative.sort()
+            bounds = tuple(bound for bound, _ in cumulative[:-1])  # +Inf last
+            histogram = served(self._target, Histogram, family, tuple(k for k, _ in labels),
+                               buckets=bounds)  # fmt: skip
+            running = [count for _, count in cumulative]
+            counts = [n - m for n, m in zip(running, [0.0, *running[:-1]], strict=True)]
+            key = (family.name, labels)
+            before = self._buckets_seen.get(key, [0.0] * len(counts))
+            self._buckets_seen[key] = counts
+            added = [max(round(now - then), 0) for now, then in zip(counts, before, strict=True)]
+            replay(_child(histogram, labels), bounds, added, self._delta(key, total))
+
+
+_Labels = tuple[tuple[str, str], ...]
+
+_served: weakref.WeakKeyDictionary[CollectorRegistry, dict[str, Any]] = (
+    weakref.WeakKeyDictionary()
+)
+_served_lock = threading.Lock()
+
+
+def served(
+    target: CollectorRegistry, kind: type[Any], family: Metric, labelnames: tuple[str, ...],
+    **options: Any,
+) -> Any:  # fmt: skip
+    """The metric of `target` named as `family`, created once per registry and process
+    (mirrors of several jobs and the worker's zeros share it)."""
+    with _served_lock:
+        metrics = _served.setdefault(target, {})
+        metric = metrics.get(family.name)
+        if metric is None:
+            if kind is Gauge:
+                options["multiprocess_mode"] = "livesum"
+            metric = kind(family.name, family.documentation, labelnames, registry=target,
+                          **options)  # fmt: skip
+            metrics[family.name] = metric
+        return metric
+
+
+def replay(child: Histogram, bounds: tuple[float, ...], added: list[int], total: float) -> None:
+    """Observe `added[i]` values in bucket i of `child` (bucket i holds (bounds[i-1],
+    bounds[i]], the last one what is above bounds[-1]) adding up to `total`: values at the
+    same share `t` of each bucket's width, `t` solved from `total` (clamped to the buckets)."""
+    if not any(added):
+        return
+    lows = [0.0 if bounds[0] > 0 else bounds[0] - 1.0, *bounds[:-1]]
+    finite = list(zip(lows, bounds, added[: len(bounds)], strict=True))
+    over = added[len(bounds)]
+    low = sum(n * lo for lo, _, n in finite)
+    high = sum(n * hi for _, hi, n in finite)
+    values: list[tuple[float, int]] = []
+    if over:  # above the last bound: as little as the finite buckets' room requires
+        above = max((total - high) / over, math.nextafter(bounds[-1], math.inf))
+        values.append((above, over))
+        total -= above * over
+    t = 1.0 if high <= low else min(max((total - low) / (high - low), 0.0), 1.0)
+    values += [(min(max(lo + t * (hi - lo), math.nextafter(lo, math.inf)), hi), n)
+               for lo, hi, n in finite if n]  # fmt: skip
+    for value, count in values:
+        for _ in range(count):
+            child.observe(value)
+
+
+def zero_publisher_series(target: CollectorRegistry = REGISTRY) -> None:
+    """The publisher's series at 0 in `target`, from a process that never publishes: the
+    worker serving the endpoint. Its share is what the endpoint shows between jobs (a
+    finished job's gauges are dropped) and before the first one."""
+    idle = CollectorRegistry()
+    collector_for(idle).expect(RECORDED_TYPES)
+    RegistryMirror(idle, target=target).sync()
 
 
 def forget_process(pid: int) -> None:
@@ -197,7 +299,11 @@ def forget_process(pid: int) -> None:
         mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
-def _child(metric: Any, labels: tuple[tuple[str, str], ...]) -> Any:
+def _labels(labels: dict[str, str]) -> _Labels:
+    return tuple(sorted(labels.items()))
+
+
+def _child(metric: Any, labels: _Labels) -> Any:
     return metric.labels(**dict(labels)) if labels else metric
 
 

@@ -36,8 +36,14 @@ from turnlog.agent_gateway.hooks import (
     map_session_started,
 )
 from turnlog.agent_gateway.hooks.convert import model_info
-from turnlog.agent_gateway.metrics import GatewayMetrics, RegistryMirror, forget_process
+from turnlog.agent_gateway.metrics import (
+    RECORDED_TYPES,
+    GatewayMetrics,
+    RegistryMirror,
+    forget_process,
+)
 from turnlog.agent_gateway.publisher import Publisher, PublisherSettings, PublisherStats
+from turnlog.agent_gateway.publisher.metrics import collector_for
 from turnlog.agent_gateway.redaction import Redactor, redaction_from_env
 from turnlog.agent_gateway.sealing import SealingSink
 from turnlog.schemas import SessionClosed, SessionStarted
@@ -289,6 +295,7 @@ class JobRecording:
             wrapping=wrapping,
             redactor=redactor,
         )
+        collector_for(registry).expect(RECORDED_TYPES)
         self._mirror = RegistryMirror(registry) if registry is not None else None
         self._mirror_task: asyncio.Task[None] | None = None
         self.recorders: list[SessionRecorder] = []

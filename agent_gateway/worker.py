@@ -93,9 +93,13 @@ def run_worker(entrypoint: Entrypoint, *, prewarm: Prewarm | None = None) -> Non
 
     from livekit.agents import cli
 
-    from turnlog.agent_gateway.metrics import serve_metrics
+    from turnlog.agent_gateway.metrics import serve_metrics, zero_publisher_series
+    from turnlog.agent_gateway.record import process_metrics
 
     if settings.metrics_port:
+        # every series at 0 before the first job, and the gauges' 0 between jobs
+        zero_publisher_series()
+        process_metrics()
         serve_metrics(
             host=settings.metrics_host, port=settings.metrics_port, directory=settings.metrics_dir
         )

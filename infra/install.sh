@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Installs what Turnlog needs on a fresh Debian machine, idempotently:
 #   system packages (Java 17, Maven, PostgreSQL server, Node.js) when missing, as root via
-#   apt-get; with --browser also Chromium (the browser tests drive it);
+#   apt-get; with --test also the tools the tests drive: Chromium and Prometheus (promtool);
 #   the Python packages into .venv (pinned in pyproject.toml), re-installed when it changes;
 #   the console (console/package-lock.json), rebuilt when its sources or the catalog change.
 # The Kafka jars are fetched by `turnlog stack up` (Maven Central, cached once).
 set -euo pipefail
-browser=0
-[[ ${1:-} == --browser ]] && browser=1
+testing=0
+[[ ${1:-} == --test ]] && testing=1
 cd "$(dirname "$0")/.."
 
 say() { printf '\033[1m==>\033[0m %s\n' "$*"; }
@@ -27,9 +27,11 @@ ldconfig -p 2>/dev/null | grep -q libportaudio.so.2 || missing+=(libportaudio2)
 # The console is built with Node.js 18.19 or newer (Debian 12's own nodejs is 18.19)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
-if ((browser)); then
+if ((testing)); then
   [[ -x /usr/bin/chromium ]] || missing+=(chromium)
   fc-list 2>/dev/null | grep -qi dejavu || missing+=(fonts-dejavu-core)
+  # the dashboards' expressions and the alert rules are checked against a real Prometheus
+  command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 fi
 if ((${#missing[@]})); then
   if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
@@ -38,6 +40,13 @@ if ((${#missing[@]})); then
   say "installing ${missing[*]} (apt-get)"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
+  # install only: the packages' own services (PostgreSQL's cluster, Prometheus on :9090)
+  # are not started; Turnlog runs its own instances
+  policy=/usr/sbin/policy-rc.d
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 

@@ -121,7 +121,14 @@ class PublisherCollector(Collector):
     def __init__(self) -> None:
         self._live: weakref.WeakSet[PublisherMetrics] = weakref.WeakSet()
         self._retired = _Totals()
+        self._expected: frozenset[str] = frozenset()
         self._lock = threading.Lock()
+
+    def expect(self, types: Iterable[str]) -> None:
+        """Show a series at 0 for each of `types` before any event of it is counted: a
+        healthy system's panels and alerts read 0 spooled or failed, not "no data"."""
+        with self._lock:
+            self._expected |= frozenset(types)
 
     def attach(self, metrics: PublisherMetrics) -> None:
         with self._lock:
@@ -147,7 +154,7 @@ class PublisherCollector(Collector):
             family = CounterMetricFamily(
                 f"{PREFIX}_events_{name}", documentation, labels=["type"]
             )
-            counts = dict(retired.counters[name])
+            counts = dict.fromkeys(self._expected, 0) | retired.counters[name]
             for metrics in live:
                 for kind, count in metrics.totals(name).items():
                     counts[kind] = counts.get(kind, 0) + count

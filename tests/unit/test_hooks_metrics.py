@@ -3,6 +3,8 @@ merging the samples job processes write in multiprocess mode."""
 
 from __future__ import annotations
 
+import asyncio
+import random
 import subprocess
 import sys
 import textwrap
@@ -217,3 +219,119 @@ def test_mirrored_publisher_metrics_reach_the_endpoint(tmp_path: Path, ending: s
     assert merged.get_sample_value("turnlog_gateway_events_dropped_total") == 0.0
     depth = merged.get_sample_value("turnlog_gateway_queue_depth")
     assert depth == (None if ending == "forget" else 0.0)
+
+
+def test_the_mirror_copies_histogram_buckets_and_sum_exactly() -> None:
+    from prometheus_client import Histogram
+
+    from turnlog.agent_gateway.metrics import RegistryMirror
+
+    seed = 20261203
+    print(f"seed {seed}")
+    rng = random.Random(seed)
+    private, served = CollectorRegistry(), CollectorRegistry()
+    bounds = (0.001, 0.01, 0.1, 1.0, 10.0)
+    source = Histogram("lat_seconds", "d", ("kind",), registry=private, buckets=bounds)
+    mirror = RegistryMirror(private, target=served)
+    for _ in range(6):  # syncs between bursts, including empty ones
+        for _ in range(rng.randrange(0, 300)):
+            value = rng.choice([rng.uniform(0, 0.001), rng.expovariate(3), rng.uniform(10, 99)])
+            source.labels(rng.choice(["a", "b"])).observe(value)
+        mirror.sync()
+        for kind in ("a", "b"):
+            for le in ("0.001", "0.01", "0.1", "1.0", "10.0", "+Inf"):
+                labels = {"kind": kind, "le": le}
+                want = private.get_sample_value("lat_seconds_bucket", labels)
+                assert served.get_sample_value("lat_seconds_bucket", labels) == want
+            want_sum = private.get_sample_value("lat_seconds_sum", {"kind": kind})
+            got_sum = served.get_sample_value("lat_seconds_sum", {"kind": kind})
+            assert got_sum == pytest.approx(want_sum, rel=1e-9, abs=1e-9)
+
+
+def test_mirrors_of_two_jobs_in_one_process_add_up(tmp_path: Path) -> None:
+    """Jobs under the thread executor: one served metric per name, every job's share."""
+    from turnlog.agent_gateway.metrics import RegistryMirror, zero_publisher_series
+    from turnlog.agent_gateway.publisher import Publisher, PublisherSettings
+
+    served = CollectorRegistry()
+    zero_publisher_series(served)  # the worker's own zeros come first
+    labels = {"type": "turnlog.user.transcribed.v1"}
+    assert served.get_sample_value("turnlog_gateway_events_spooled_total", labels) == 0.0
+    assert served.get_sample_value("turnlog_gateway_queue_depth") == 0.0
+
+    jobs = []
+    for index in range(2):
+        private = CollectorRegistry()
+        publisher = Publisher(PublisherSettings(spool_dir=tmp_path / str(index)), registry=private)
+        jobs.append((publisher, RegistryMirror(private, target=served)))
+    for count, (publisher, mirror) in zip((2, 3), jobs, strict=True):
+        for sequence in range(1, count + 1):
+            publisher.publish(transcript(sequence))  # not started: they wait in the queue
+        mirror.sync()
+    assert served.get_sample_value("turnlog_gateway_events_enqueued_total", labels) == 5.0
+    assert served.get_sample_value("turnlog_gateway_queue_depth") == 5.0
+
+    first, first_mirror = jobs[0]
+    asyncio.run(first.aclose(timeout=1.0))  # spooled: no broker
+    first_mirror.sync()
+    assert served.get_sample_value("turnlog_gateway_queue_depth") == 3.0
+    assert served.get_sample_value("turnlog_gateway_events_spooled_total", labels) == 2.0
+    second, second_mirror = jobs[1]
+    asyncio.run(second.aclose(timeout=1.0))
+    second_mirror.sync()
+    assert served.get_sample_value("turnlog_gateway_queue_depth") == 0.0
+    assert served.get_sample_value("turnlog_gateway_events_spooled_total", labels) == 5.0
+
+
+WORKER_ZEROS = textwrap.dedent(
+    """
+    import sys, time
+    from turnlog.agent_gateway.metrics import zero_publisher_series
+    zero_publisher_series()
+    print("ready", flush=True)
+    sys.stdin.read()  # alive until the test is done
+    """
+)
+
+
+def test_the_endpoint_shows_zeros_between_jobs(tmp_path: Path) -> None:
+    """The worker's zeros: before any job, and after a job's live gauges were dropped."""
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(directory), "PATH": "/usr/bin:/bin"}
+    worker = subprocess.Popen([sys.executable, "-c", WORKER_ZEROS], cwd=REPO, env=env,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert worker.stdout is not None and worker.stdout.readline().strip() == "ready"
+
+        def merged() -> CollectorRegistry:
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, path=str(directory))  # type: ignore[no-untyped-call]
+            return registry
+
+        before = merged()
+        error = {"type": "turnlog.error.v1"}
+        for name in ("enqueued", "sent", "spooled", "failed"):
+            assert before.get_sample_value(f"turnlog_gateway_events_{name}_total", error) == 0.0
+        assert before.get_sample_value("turnlog_gateway_events_dropped_total") == 0.0
+        assert before.get_sample_value("turnlog_gateway_queue_depth") == 0.0
+        assert before.get_sample_value("turnlog_gateway_spool_bytes") == 0.0
+        assert before.get_sample_value("turnlog_gateway_produce_latency_seconds_count") == 0.0
+        # no series of the derived topics' types: the gateway never publishes them
+        assert before.get_sample_value(
+            "turnlog_gateway_events_sent_total", {"type": "turnlog.turn.completed.v1"}
+        ) is None
+
+        subprocess.run(
+            [sys.executable, "-c", MIRRORED_JOB, str(tmp_path / "spool"), "forget"],
+            cwd=REPO, env=env, check=True, timeout=60,
+        )  # fmt: skip
+        after = merged()
+        labels = {"type": "turnlog.user.transcribed.v1"}
+        assert after.get_sample_value("turnlog_gateway_events_spooled_total", labels) == 2.0
+        assert after.get_sample_value("turnlog_gateway_queue_depth") == 0.0
+        assert after.get_sample_value("turnlog_gateway_spool_bytes") == 0.0
+    finally:
+        worker.communicate(timeout=10)
