@@ -103,6 +103,7 @@ class ProjectionEngine(mode.Service):
         return f"<ProjectionEngine {self.name}>"
 
     async def on_start(self) -> None:
+        self.metrics.start(self.name)
         self._decoder = ThreadPoolExecutor(max_workers=1,
                                            thread_name_prefix=f"turnlog-decode-{self.name}")
         self._run_task = self.add_future(self._run())

@@ -11,6 +11,7 @@ hand-over to applied, waits included), `..._freshness_seconds` (event time to vi
 sampled: at most 64 events a batch).
 Gauges: `turnlog_streams_consumer_lag{partition}` (end offset - next offset to apply),
 `turnlog_streams_waiting` (1 while the projection waits for a dependency).
+A projection's series exist at 0 from its start (`start`).
 """
 
 from __future__ import annotations
@@ -103,6 +104,18 @@ class StreamsMetrics:
             registry=r,
         )  # fmt: skip
         self._lag_partitions: dict[str, set[int]] = {}
+
+    def start(self, projection: str) -> None:
+        """Every series of `projection` at 0 (the lag's once partitions are assigned): a
+        healthy projection's panels and alerts read 0 dead letters, not "no data"."""
+        for counter in (self.consumed, self.processed, self.duplicates, self.derived,
+                        self.batch_failures):  # fmt: skip
+            counter.labels(projection)
+        for reason in (*sorted(KNOWN_REASONS), "other"):
+            self.dead_lettered.labels(projection, reason)
+        for histogram in (self.batch_size, self.batch_seconds, self.freshness):
+            histogram.labels(projection)
+        self.waiting.labels(projection).set(0)
 
     def record(
         self, projection: str, batch: DecodedBatch, applied: Applied, *, seconds: float,

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from turnlog.streams.config import load_streams_settings, redact_url
 from turnlog.streams.errors import ConfigurationError
-from turnlog.streams.metrics import FRESHNESS_SAMPLES, StreamsMetrics
+from turnlog.streams.metrics import FRESHNESS_SAMPLES, KNOWN_REASONS, StreamsMetrics
 from turnlog.streams.projector import Applied, DecodedBatch
 from turnlog.streams.records import DeadLetter, RawRecord
 
@@ -190,3 +190,23 @@ def test_the_lag_gauge_keeps_each_projections_partitions_apart() -> None:
     metrics.set_lag("clickhouse", {})
     assert lag("clickhouse", 0) is None
     assert lag("postgres", 1) == 3
+
+
+def test_a_started_projection_shows_every_series_at_zero() -> None:
+    registry = CollectorRegistry()
+    metrics = StreamsMetrics(registry)
+    metrics.start("derived")
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, {"projection": "derived", **labels})
+
+    dead = "turnlog_streams_dead_lettered_total"
+    for reason in (*KNOWN_REASONS, "other"):
+        assert value(dead, reason=reason) == 0.0
+    assert value(dead, reason="weird") is None  # unknown reasons are counted as "other"
+    for name in ("records_consumed", "events_processed", "duplicates_skipped",
+                 "derived_records", "batch_failures"):  # fmt: skip
+        assert value(f"turnlog_streams_{name}_total") == 0.0
+    assert value("turnlog_streams_freshness_seconds_count") == 0.0
+    assert value("turnlog_streams_waiting") == 0.0
+    assert registry.get_sample_value(dead, {"projection": "postgres", "reason": "other"}) is None
