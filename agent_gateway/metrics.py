@@ -34,6 +34,7 @@ from prometheus_client import (
 from prometheus_client.core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from turnlog.agent_gateway import internals
 from turnlog.agent_gateway.publisher.metrics import collector_for
 from turnlog.schemas import (
     PAYLOAD_MODELS,
@@ -167,27 +168,27 @@ class RegistryMirror:
     - counters: the increase;
     - gauges (`livesum` mode: the endpoint sums live processes, and `forget_process()`
       drops a finished one): the change of this mirror's share;
-    - histograms: each bucket's new observations, replayed through `observe()` at values
-      inside the bucket chosen so that the sum grows by exactly the source's increase
-      (prometheus-client has no public way to add to a bucket; buckets, count and sum
-      are exact, the replayed values themselves are not kept anywhere)."""
+    - histograms: each bucket's new observations and the sum's increase
+      (`internals.add_to_histogram`; prometheus-client has no public way to add to a
+      bucket), or, should its fields change, the same replayed through `observe()`.
+    The children are looked up once; a sync then costs a dict lookup per unchanged
+    series."""
 
     def __init__(self, source: CollectorRegistry, *, target: CollectorRegistry = REGISTRY) -> None:
         self._source = source
         self._target = target
         self._seen: dict[tuple[str, _Labels], float] = {}
         self._buckets_seen: dict[tuple[str, _Labels], list[float]] = {}
+        self._children: dict[tuple[str, _Labels], Any] = {}
 
     def sync(self) -> None:
         """Bring the mirrored metrics up to the source's current values."""
         for family in self._source.collect():
-            if family.type == "counter":
+            if family.type in ("counter", "gauge"):
+                kind = Counter if family.type == "counter" else Gauge
                 for sample in family.samples:
-                    if sample.name.endswith("_total"):
-                        self._counter(family, _labels(sample.labels), sample.value)
-            elif family.type == "gauge":
-                for sample in family.samples:
-                    self._gauge(family, _labels(sample.labels), sample.value)
+                    if kind is Gauge or sample.name.endswith("_total"):
+                        self._add(kind, family, _labels(sample.labels), sample.value)
             elif family.type == "histogram":
                 self._histogram(family)
 
@@ -196,18 +197,18 @@ class RegistryMirror:
         self._seen[key] = value
         return delta
 
-    def _counter(self, family: Metric, labels: _Labels, value: float) -> None:
-        counter = served(self._target, Counter, family, tuple(k for k, _ in labels))
-        child = _child(counter, labels)  # a series at 0 (e.g. dropped) is shown too
-        delta = self._delta((family.name, labels), value)
-        if delta > 0:
-            child.inc(delta)
+    def _child(self, kind: type[Any], family: Metric, labels: _Labels, **options: Any) -> Any:
+        key = (family.name, labels)
+        child = self._children.get(key)
+        if child is None:  # created at once: a series at 0 (e.g. dropped) is shown too
+            metric = served(self._target, kind, family, tuple(k for k, _ in labels), **options)
+            child = self._children[key] = _child(metric, labels)
+        return child
 
-    def _gauge(self, family: Metric, labels: _Labels, value: float) -> None:
-        gauge = served(self._target, Gauge, family, tuple(k for k, _ in labels))
-        child = _child(gauge, labels)
+    def _add(self, kind: type[Any], family: Metric, labels: _Labels, value: float) -> None:
+        child = self._child(kind, family, labels)
         delta = self._delta((family.name, labels), value)
-        if delta:
+        if delta > 0 or (delta and kind is Gauge):  # a counter never goes down
             child.inc(delta)
 
     def _histogram(self, family: Metric) -> None:
@@ -223,15 +224,16 @@ class RegistryMirror:
         for labels, (cumulative, total) in series.items():
             cumulative.sort()
             bounds = tuple(bound for bound, _ in cumulative[:-1])  # +Inf last
-            histogram = served(self._target, Histogram, family, tuple(k for k, _ in labels),
-                               buckets=bounds)  # fmt: skip
+            child = self._child(Histogram, family, labels, buckets=bounds)
             running = [count for _, count in cumulative]
             counts = [n - m for n, m in zip(running, [0.0, *running[:-1]], strict=True)]
             key = (family.name, labels)
             before = self._buckets_seen.get(key, [0.0] * len(counts))
             self._buckets_seen[key] = counts
             added = [max(round(now - then), 0) for now, then in zip(counts, before, strict=True)]
-            replay(_child(histogram, labels), bounds, added, self._delta(key, total))
+            increase = self._delta(key, total)
+            if any(added) and not internals.add_to_histogram(child, added, increase):
+                replay(child, bounds, added, increase)
 
 
 _Labels = tuple[tuple[str, str], ...]

@@ -304,7 +304,8 @@ def test_the_endpoint_shows_zeros_between_jobs(tmp_path: Path) -> None:
     worker = subprocess.Popen([sys.executable, "-c", WORKER_ZEROS], cwd=REPO, env=env,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
     try:
-        assert worker.stdout is not None and worker.stdout.readline().strip() == "ready"
+        assert worker.stdout is not None
+        assert worker.stdout.readline().strip() == "ready"
 
         def merged() -> CollectorRegistry:
             registry = CollectorRegistry()
@@ -335,3 +336,31 @@ def test_the_endpoint_shows_zeros_between_jobs(tmp_path: Path) -> None:
         assert after.get_sample_value("turnlog_gateway_spool_bytes") == 0.0
     finally:
         worker.communicate(timeout=10)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_replay_puts_each_count_in_its_bucket_and_keeps_the_sum(seed: int) -> None:
+    """The public fallback of the mirror's bulk add: `observe()` at chosen values."""
+    from prometheus_client import Histogram
+
+    from turnlog.agent_gateway.metrics import replay
+
+    print(f"seed {seed}")
+    rng = random.Random(seed)
+    bounds = (0.005, 0.05, 0.5, 5.0)
+    registry, replayed = CollectorRegistry(), CollectorRegistry()
+    source = Histogram("x_seconds", "d", registry=registry, buckets=bounds)
+    target = Histogram("x_seconds", "d", registry=replayed, buckets=bounds)
+    values = [rng.choice([rng.uniform(0, 0.005), rng.uniform(0.005, 5), rng.uniform(5, 60)])
+              for _ in range(rng.randrange(1, 400))]  # fmt: skip
+    for value in values:
+        source.observe(value)
+    edges = (*bounds, float("inf"))
+    added = [sum(1 for v in values if (i == 0 or v > edges[i - 1]) and v <= edges[i])
+             for i in range(len(edges))]  # fmt: skip
+    replay(target, bounds, added, sum(values))
+    for le in ("0.005", "0.05", "0.5", "5.0", "+Inf"):
+        want = registry.get_sample_value("x_seconds_bucket", {"le": le})
+        assert replayed.get_sample_value("x_seconds_bucket", {"le": le}) == want
+    got = replayed.get_sample_value("x_seconds_sum")
+    assert got == pytest.approx(registry.get_sample_value("x_seconds_sum"), rel=1e-9)
