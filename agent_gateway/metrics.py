@@ -19,6 +19,7 @@ import math
 import os
 import threading
 import weakref
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final
 from wsgiref.simple_server import WSGIServer
@@ -33,6 +34,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.registry import Collector
 
 from turnlog.agent_gateway import internals
 from turnlog.agent_gateway.publisher.metrics import collector_for
@@ -286,13 +288,43 @@ def replay(child: Histogram, bounds: tuple[float, ...], added: list[int], total:
             child.observe(value)
 
 
-def zero_publisher_series(target: CollectorRegistry = REGISTRY) -> None:
-    """The publisher's series at 0 in `target`, from a process that never publishes: the
-    worker serving the endpoint. Its share is what the endpoint shows between jobs (a
-    finished job's gauges are dropped) and before the first one."""
-    idle = CollectorRegistry()
-    collector_for(idle).expect(RECORDED_TYPES)
-    RegistryMirror(idle, target=target).sync()
+class ZeroFilled(Collector):
+    """What `merged` collects, plus a 0 for every series of `zeros` it lacks.
+
+    The worker's endpoint serves the job processes' files through it: before the first
+    job, and between jobs (a finished job's gauges are dropped), the publisher's series
+    read 0 instead of being absent. (The worker process writes no zeros to the files
+    itself: livekit-agents empties that directory when its worker starts.)"""
+
+    def __init__(self, merged: Collector, zeros: CollectorRegistry) -> None:
+        self._merged = merged
+        self._zeros = zeros
+
+    def collect(self) -> Iterable[Metric]:
+        families = list(self._merged.collect())
+        by_name = {family.name: family for family in families}
+        for zero in self._zeros.collect():
+            family = by_name.get(zero.name)
+            if family is None:
+                families.append(zero)
+                continue
+            held = {(s.name, _labels(s.labels)) for s in family.samples}
+            family.samples.extend(s for s in zero.samples
+                                  if (s.name, _labels(s.labels)) not in held)  # fmt: skip
+        return families
+
+
+def endpoint_zeros() -> CollectorRegistry:
+    """The series the worker's endpoint shows at 0 when no job process holds them: every
+    publisher series (each event type a gateway publishes) and the job metrics without
+    labels (sessions started, the turn latencies). Without them a counter would first
+    appear already at 1, and `rate()` never sees that first step.
+
+    Build it before `PROMETHEUS_MULTIPROC_DIR` is set: its values then live in memory."""
+    zeros = CollectorRegistry()
+    collector_for(zeros).expect(RECORDED_TYPES)
+    GatewayMetrics(registry=zeros)
+    return zeros
 
 
 def forget_process(pid: int) -> None:
@@ -322,14 +354,17 @@ def _model(info: ModelInfo | None) -> tuple[str, str]:
 
 
 def serve_metrics(
-    *, host: str, port: int, directory: Path | None
+    *, host: str, port: int, directory: Path | None, zeros: CollectorRegistry | None = None
 ) -> tuple[WSGIServer, threading.Thread]:
     """Serve `/metrics` on `host:port` from a daemon thread: the merged samples of every
-    process writing to `directory`, or this process's default registry without one."""
+    process writing to `directory` (with the series of `zeros`, by default
+    `endpoint_zeros()`, at 0 where none holds them), or this process's default registry
+    without one."""
     registry: CollectorRegistry = REGISTRY
     if directory is not None:
         registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=str(directory))  # type: ignore[no-untyped-call]
+        merged = MultiProcessCollector(None, path=str(directory))  # type: ignore[no-untyped-call]
+        registry.register(ZeroFilled(merged, zeros if zeros is not None else endpoint_zeros()))
     server, thread = start_http_server(port, addr=host, registry=registry)
     logger.info("gateway metrics at http://%s:%s/metrics", host, server.server_port)
     return server, thread

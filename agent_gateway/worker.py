@@ -88,19 +88,13 @@ def run_worker(entrypoint: Entrypoint, *, prewarm: Prewarm | None = None) -> Non
     except GatewayError as error:
         print(f"agent worker: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    if settings.metrics_port:
-        prepare_multiprocess_dir(settings.metrics_dir)
-
     from livekit.agents import cli
 
-    from turnlog.agent_gateway.metrics import serve_metrics, zero_publisher_series
-    from turnlog.agent_gateway.record import process_metrics
+    from turnlog.agent_gateway.metrics import endpoint_zeros, serve_metrics
 
     if settings.metrics_port:
-        # every series at 0 before the first job, and the gauges' 0 between jobs
-        zero_publisher_series()
-        process_metrics()
-        serve_metrics(
-            host=settings.metrics_host, port=settings.metrics_port, directory=settings.metrics_dir
-        )
+        zeros = endpoint_zeros()  # first: in memory, not in the directory
+        prepare_multiprocess_dir(settings.metrics_dir)
+        serve_metrics(host=settings.metrics_host, port=settings.metrics_port,
+                      directory=settings.metrics_dir, zeros=zeros)  # fmt: skip
     cli.run_app(server_options(settings, entrypoint=entrypoint, prewarm=prewarm))

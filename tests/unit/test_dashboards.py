@@ -33,6 +33,7 @@ _SUFFIXES = {
     "summary": ("_sum", "_count", "_created"),
 }
 _METRIC = re.compile(r"\bturnlog_[a-z0-9_]+\b")
+_RECORDED = re.compile(r"\bturnlog:[a-z0-9_:]+\b")
 
 
 def dashboards() -> dict[str, dict[str, Any]]:
@@ -82,20 +83,39 @@ def test_every_panel_uses_a_provisioned_data_source() -> None:
             assert target["datasource"] == panel["datasource"], title
 
 
+def recorded_names() -> set[str]:
+    """The series our recording rules (`infra/prometheus/rules/`) record."""
+    rules = ROOT / "infra" / "prometheus" / "rules"
+    return {
+        rule["record"]
+        for path in sorted(rules.glob("*.yml"))
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+        if "record" in rule
+    }
+
+
 def test_every_prometheus_panel_queries_metrics_our_services_expose() -> None:
     exposed = exposed_metric_names()
+    recorded = recorded_names()
     queried: set[str] = set()
     for title, panel in panels("prometheus"):
         for target in panel["targets"]:
             names = set(_METRIC.findall(target["expr"]))
-            assert names, f"{title}: {target['expr']}"
+            rules = set(_RECORDED.findall(target["expr"]))
+            alerts = {"ALERTS"} & set(re.findall(r"\bALERTS\b", target["expr"]))
+            assert names | rules | alerts, f"{title}: {target['expr']}"
             assert names <= exposed, f"{title}: unknown {sorted(names - exposed)}"
-            queried |= names
+            assert rules <= recorded, f"{title}: not recorded {sorted(rules - recorded)}"
+            queried |= names | rules
     # the operations dashboard covers what the issue names
     for needed in ("turnlog_gateway_events_sent_total", "turnlog_gateway_events_spooled_total",
                    "turnlog_gateway_events_dropped_total", "turnlog_streams_consumer_lag",
                    "turnlog_streams_dead_lettered_total",
-                   "turnlog_api_request_duration_seconds_bucket"):  # fmt: skip
+                   "turnlog_api_request_duration_seconds_bucket",
+                   "turnlog_gateway_produce_latency_seconds_bucket",
+                   "turnlog:agent_e2e_latency_seconds:p95_rate5m",
+                   "turnlog:slo_turn_latency_p95:budget_seconds"):  # fmt: skip
         assert needed in queried
 
 

@@ -250,15 +250,11 @@ def test_the_mirror_copies_histogram_buckets_and_sum_exactly() -> None:
 
 def test_mirrors_of_two_jobs_in_one_process_add_up(tmp_path: Path) -> None:
     """Jobs under the thread executor: one served metric per name, every job's share."""
-    from turnlog.agent_gateway.metrics import RegistryMirror, zero_publisher_series
+    from turnlog.agent_gateway.metrics import RegistryMirror
     from turnlog.agent_gateway.publisher import Publisher, PublisherSettings
 
     served = CollectorRegistry()
-    zero_publisher_series(served)  # the worker's own zeros come first
     labels = {"type": "turnlog.user.transcribed.v1"}
-    assert served.get_sample_value("turnlog_gateway_events_spooled_total", labels) == 0.0
-    assert served.get_sample_value("turnlog_gateway_queue_depth") == 0.0
-
     jobs = []
     for index in range(2):
         private = CollectorRegistry()
@@ -283,36 +279,30 @@ def test_mirrors_of_two_jobs_in_one_process_add_up(tmp_path: Path) -> None:
     assert served.get_sample_value("turnlog_gateway_events_spooled_total", labels) == 5.0
 
 
-WORKER_ZEROS = textwrap.dedent(
-    """
-    import sys, time
-    from turnlog.agent_gateway.metrics import zero_publisher_series
-    zero_publisher_series()
-    print("ready", flush=True)
-    sys.stdin.read()  # alive until the test is done
-    """
-)
+def scrape(port: int) -> CollectorRegistry:
+    """What the endpoint serves, as a registry to read samples from."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        families = list(text_string_to_metric_families(response.read().decode()))
+
+    class Parsed:
+        def collect(self) -> list[Any]:
+            return families
+
+    registry = CollectorRegistry()
+    registry.register(Parsed())  # type: ignore[arg-type]
+    return registry
 
 
-def test_the_endpoint_shows_zeros_between_jobs(tmp_path: Path) -> None:
-    """The worker's zeros: before any job, and after a job's live gauges were dropped."""
-    from prometheus_client.multiprocess import MultiProcessCollector
-
+def test_the_endpoint_shows_zeros_before_and_between_jobs(tmp_path: Path) -> None:
+    """Every publisher series at 0 before any job, and after a job's gauges were dropped
+    (the worker writes no zeros to the directory: livekit-agents empties it)."""
     directory = tmp_path / "metrics"
     directory.mkdir()
-    env = {"PROMETHEUS_MULTIPROC_DIR": str(directory), "PATH": "/usr/bin:/bin"}
-    worker = subprocess.Popen([sys.executable, "-c", WORKER_ZEROS], cwd=REPO, env=env,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    server, thread = serve_metrics(host="127.0.0.1", port=0, directory=directory)
     try:
-        assert worker.stdout is not None
-        assert worker.stdout.readline().strip() == "ready"
-
-        def merged() -> CollectorRegistry:
-            registry = CollectorRegistry()
-            MultiProcessCollector(registry, path=str(directory))  # type: ignore[no-untyped-call]
-            return registry
-
-        before = merged()
+        before = scrape(server.server_port)
         error = {"type": "turnlog.error.v1"}
         for name in ("enqueued", "sent", "spooled", "failed"):
             assert before.get_sample_value(f"turnlog_gateway_events_{name}_total", error) == 0.0
@@ -320,22 +310,30 @@ def test_the_endpoint_shows_zeros_between_jobs(tmp_path: Path) -> None:
         assert before.get_sample_value("turnlog_gateway_queue_depth") == 0.0
         assert before.get_sample_value("turnlog_gateway_spool_bytes") == 0.0
         assert before.get_sample_value("turnlog_gateway_produce_latency_seconds_count") == 0.0
+        # the job metrics without labels too: a first session must count as an increase
+        assert before.get_sample_value("turnlog_gateway_sessions_started_total") == 0.0
+        assert before.get_sample_value("turnlog_agent_e2e_latency_seconds_count") == 0.0
         # no series of the derived topics' types: the gateway never publishes them
         assert before.get_sample_value(
             "turnlog_gateway_events_sent_total", {"type": "turnlog.turn.completed.v1"}
         ) is None
 
+        env = {"PROMETHEUS_MULTIPROC_DIR": str(directory), "PATH": "/usr/bin:/bin"}
         subprocess.run(
             [sys.executable, "-c", MIRRORED_JOB, str(tmp_path / "spool"), "forget"],
             cwd=REPO, env=env, check=True, timeout=60,
         )  # fmt: skip
-        after = merged()
+        after = scrape(server.server_port)
         labels = {"type": "turnlog.user.transcribed.v1"}
         assert after.get_sample_value("turnlog_gateway_events_spooled_total", labels) == 2.0
+        assert after.get_sample_value("turnlog_gateway_events_enqueued_total", labels) == 2.0
+        assert after.get_sample_value("turnlog_gateway_events_spooled_total", error) == 0.0
         assert after.get_sample_value("turnlog_gateway_queue_depth") == 0.0
         assert after.get_sample_value("turnlog_gateway_spool_bytes") == 0.0
     finally:
-        worker.communicate(timeout=10)
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
