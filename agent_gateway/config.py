@@ -117,6 +117,11 @@ class RecordSettings(BaseSettings):
         """The wrapped data keys' topic, with the prefix."""
         return self.topic_prefix + KEYS_TOPIC
 
+    @property
+    def keys_spool_dir(self) -> Path:
+        """The wrapped data keys' own spool, inside the events' one."""
+        return self.spool_dir / "keys"
+
 
 class GatewaySettings(RecordSettings):
     """The platform's agent worker (the tutor example): the recorder's settings, LiveKit,

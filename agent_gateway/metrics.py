@@ -13,6 +13,7 @@ library use) the metrics live in the given registry as usual.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
@@ -32,12 +33,13 @@ from prometheus_client import (
     Histogram,
     start_http_server,
 )
-from prometheus_client.core import Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
 from turnlog.agent_gateway import internals
 from turnlog.agent_gateway.publisher.metrics import collector_for
+from turnlog.agent_gateway.publisher.segment import SEGMENT_SUFFIX
 from turnlog.schemas import (
     PAYLOAD_MODELS,
     CloudEvent,
@@ -314,6 +316,28 @@ class ZeroFilled(Collector):
         return families
 
 
+class SpoolOnDisk(Collector):
+    """`turnlog_gateway_spool_disk_bytes`: the size of every spool segment in `folders`,
+    whichever publisher owns it, or none. What waits for Kafka on this host, also between
+    jobs: a finished job's segments wait for the next publisher to adopt them, while its
+    `turnlog_gateway_spool_bytes` share is gone with its process."""
+
+    NAME: Final = "turnlog_gateway_spool_disk_bytes"
+
+    def __init__(self, *folders: Path) -> None:
+        self._folders = folders
+
+    def collect(self) -> Iterable[Metric]:
+        total = 0
+        for folder in self._folders:
+            for path in folder.glob(f"*{SEGMENT_SUFFIX}"):
+                with contextlib.suppress(FileNotFoundError):  # drained meanwhile
+                    total += path.stat().st_size
+        return [GaugeMetricFamily(
+            self.NAME, "Bytes of spool segments on this host, waiting for Kafka.", value=total
+        )]
+
+
 def endpoint_zeros() -> CollectorRegistry:
     """The series the worker's endpoint shows at 0 when no job process holds them: every
     publisher series (each event type a gateway publishes) and the job metrics without
@@ -354,17 +378,20 @@ def _model(info: ModelInfo | None) -> tuple[str, str]:
 
 
 def serve_metrics(
-    *, host: str, port: int, directory: Path | None, zeros: CollectorRegistry | None = None
-) -> tuple[WSGIServer, threading.Thread]:
+    *, host: str, port: int, directory: Path | None, zeros: CollectorRegistry | None = None,
+    spool_dirs: tuple[Path, ...] = (),
+) -> tuple[WSGIServer, threading.Thread]:  # fmt: skip
     """Serve `/metrics` on `host:port` from a daemon thread: the merged samples of every
     process writing to `directory` (with the series of `zeros`, by default
     `endpoint_zeros()`, at 0 where none holds them), or this process's default registry
-    without one."""
+    without one; with `spool_dirs`, the spool on disk too (`SpoolOnDisk`)."""
     registry: CollectorRegistry = REGISTRY
     if directory is not None:
         registry = CollectorRegistry()
         merged = MultiProcessCollector(None, path=str(directory))  # type: ignore[no-untyped-call]
         registry.register(ZeroFilled(merged, zeros if zeros is not None else endpoint_zeros()))
+    if spool_dirs:
+        registry.register(SpoolOnDisk(*spool_dirs))
     server, thread = start_http_server(port, addr=host, registry=registry)
     logger.info("gateway metrics at http://%s:%s/metrics", host, server.server_port)
     return server, thread

@@ -284,7 +284,7 @@ class JobRecording:
             PublisherSettings(
                 bootstrap_servers=settings.kafka_bootstrap,
                 topic=settings.keys_topic,
-                spool_dir=settings.spool_dir / "keys",
+                spool_dir=settings.keys_spool_dir,
                 queue_size=1_000,
             ),
             registry=registry,

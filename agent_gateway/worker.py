@@ -96,5 +96,6 @@ def run_worker(entrypoint: Entrypoint, *, prewarm: Prewarm | None = None) -> Non
         zeros = endpoint_zeros()  # first: in memory, not in the directory
         prepare_multiprocess_dir(settings.metrics_dir)
         serve_metrics(host=settings.metrics_host, port=settings.metrics_port,
-                      directory=settings.metrics_dir, zeros=zeros)  # fmt: skip
+                      directory=settings.metrics_dir, zeros=zeros,
+                      spool_dirs=(settings.spool_dir, settings.keys_spool_dir))  # fmt: skip
     cli.run_app(server_options(settings, entrypoint=entrypoint, prewarm=prewarm))

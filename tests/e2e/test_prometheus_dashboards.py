@@ -47,6 +47,7 @@ ZERO_ON_A_HEALTHY_PLATFORM = (
     "sum(rate(turnlog_gateway_events_spooled_total[5m]))",
     "sum(turnlog_gateway_queue_depth)",
     "sum(turnlog_gateway_spool_bytes)",
+    "sum(turnlog_gateway_spool_disk_bytes)",
     "sum by (projection, reason) (rate(turnlog_streams_dead_lettered_total[5m])) * 60",
 )
 """Panel expressions that read 0 after a call on a healthy platform (not "no data")."""

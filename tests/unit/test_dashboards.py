@@ -17,7 +17,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from turnlog.agent_gateway.metrics import GatewayMetrics
+from turnlog.agent_gateway.metrics import GatewayMetrics, SpoolOnDisk
 from turnlog.agent_gateway.publisher.metrics import collector_for
 from turnlog.api.middleware import ApiMetrics
 from turnlog.streams.metrics import StreamsMetrics
@@ -54,6 +54,7 @@ def exposed_metric_names() -> set[str]:
     gateway = CollectorRegistry()
     GatewayMetrics(registry=gateway)
     collector_for(gateway)
+    gateway.register(SpoolOnDisk())  # the worker's endpoint adds it
     names: set[str] = set()
     for registry in (StreamsMetrics().registry, ApiMetrics().registry, gateway):
         for family in registry.collect():

@@ -362,3 +362,20 @@ def test_replay_puts_each_count_in_its_bucket_and_keeps_the_sum(seed: int) -> No
         assert replayed.get_sample_value("x_seconds_bucket", {"le": le}) == want
     got = replayed.get_sample_value("x_seconds_sum")
     assert got == pytest.approx(registry.get_sample_value("x_seconds_sum"), rel=1e-9)
+
+
+def test_the_spool_on_disk_counts_every_segment_whoever_owns_it(tmp_path: Path) -> None:
+    from turnlog.agent_gateway.metrics import SpoolOnDisk
+
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    (tmp_path / "a1b2.0000000001.seg").write_bytes(b"x" * 1000)  # a dead publisher's
+    (tmp_path / "c3d4.overflow.seg").write_bytes(b"x" * 200)
+    (keys / "e5f6.0000000001.seg").write_bytes(b"x" * 30)
+    (tmp_path / "a1b2.0000000001.ack").write_bytes(b"x" * 8)  # not a segment
+    (tmp_path / ".tmp-a1b2").write_bytes(b"x" * 4000)
+    registry = CollectorRegistry()
+    registry.register(SpoolOnDisk(tmp_path, keys, tmp_path / "missing"))
+    assert registry.get_sample_value("turnlog_gateway_spool_disk_bytes") == 1230.0
+    (tmp_path / "a1b2.0000000001.seg").unlink()  # drained
+    assert registry.get_sample_value("turnlog_gateway_spool_disk_bytes") == 230.0
