@@ -259,7 +259,9 @@ def test_one_bad_record_in_a_hundred_goes_to_the_dlq_and_the_rest_is_projected(
             in metrics)
     assert ('turnlog_streams_dead_lettered_total{projection="postgres",reason="too_large"} 1.0'
             in metrics)
-    assert 'turnlog_streams_dead_lettered_total{projection="clickhouse"' not in metrics
+    for reason in ("malformed", "too_large"):  # shown, at 0
+        assert (f'turnlog_streams_dead_lettered_total{{projection="clickhouse",reason="{reason}"}}'
+                ' 0.0' in metrics)
 
 
 def test_the_exclusive_projection_lock_holds_batches_back(
