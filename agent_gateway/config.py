@@ -6,9 +6,8 @@ LiveKit's variables keep LiveKit's names (`LIVEKIT_URL`, `LIVEKIT_API_KEY`,
 and the LiveKit dev server; the worker's two LiveKit credentials must be set (the dev
 server uses `devkey` / `secret`). Loaded by a function, never at import.
 
-This module imports neither LiveKit nor prometheus-client: `__main__` loads the settings
-before either is imported, because the Prometheus multiprocess directory must be in the
-environment by then.
+This module imports neither LiveKit nor prometheus-client: the worker checks the settings
+before it loads either, so a bad setting stops it at once.
 """
 
 from __future__ import annotations

@@ -1,14 +1,16 @@
 """Prometheus metrics of the gateway: the hooks' own health and cost, and the agent's
-STT / LLM / TTS latencies.
+STT / LLM / TTS latencies; and how the worker serves them with the publisher's.
 
 Job processes record, the worker process serves. livekit-agents runs every job in its own
-process, so the metrics use prometheus-client's multiprocess mode: `__main__` points
+process, so the metrics use prometheus-client's multiprocess mode: `run_worker` points
 `PROMETHEUS_MULTIPROC_DIR` at `TURNLOG_GATEWAY_METRICS_DIR` (emptied at start) before the
 job processes start, they inherit it and write their samples to files there, and
 `serve_metrics` in the worker process merges the files on every scrape.
-Only counters and histograms are used: their samples stay valid after a job process exits,
-whereas gauges would need the exited pid marked dead. Without the variable (tests, a
-library use) the metrics live in the given registry as usual.
+`GatewayMetrics` uses only counters and histograms: their samples stay valid after a job
+process exits, whereas gauges would need the exited pid marked dead. The publisher's
+metrics reach the files through `RegistryMirror`; the endpoint adds a 0 for every series
+no process holds (`ZeroFilled`) and the spool on disk (`SpoolOnDisk`). Without the
+variable (tests, a library use) the metrics live in the given registry as usual.
 """
 
 from __future__ import annotations
@@ -253,7 +255,7 @@ def served(
     **options: Any,
 ) -> Any:  # fmt: skip
     """The metric of `target` named as `family`, created once per registry and process
-    (mirrors of several jobs and the worker's zeros share it)."""
+    (the mirrors of several jobs in one process share it)."""
     with _served_lock:
         metrics = _served.setdefault(target, {})
         metric = metrics.get(family.name)
@@ -295,8 +297,9 @@ class ZeroFilled(Collector):
 
     The worker's endpoint serves the job processes' files through it: before the first
     job, and between jobs (a finished job's gauges are dropped), the publisher's series
-    read 0 instead of being absent. (The worker process writes no zeros to the files
-    itself: livekit-agents empties that directory when its worker starts.)"""
+    and the job metrics without labels read 0 instead of being absent. (The worker
+    process writes no zeros to the files itself: livekit-agents empties that directory
+    when its worker starts.)"""
 
     def __init__(self, merged: Collector, zeros: CollectorRegistry) -> None:
         self._merged = merged
