@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml  # type: ignore[import-untyped,unused-ignore]
 
-from tests.unit.test_dashboards import exposed_metric_names
+from tests.unit.test_dashboards import exposed_metric_names, recorded_names
 
 pytestmark = pytest.mark.unit
 
@@ -70,10 +70,6 @@ def rules() -> list[tuple[Path, dict[str, Any]]]:
 
 def alerts() -> list[dict[str, Any]]:
     return [rule for _, rule in rules() if "alert" in rule]
-
-
-def recorded_names() -> set[str]:
-    return {rule["record"] for _, rule in rules() if "record" in rule}
 
 
 def test_the_files_exist() -> None:
