@@ -41,6 +41,7 @@ from turnlog.streams import derived_changelog
 from turnlog.streams.derived import derived_records
 from turnlog.streams.derived_state import DerivedState
 from turnlog.streams.errors import DependencyUnavailableError, StartupError
+from turnlog.streams.metrics import sample_freshness
 from turnlog.streams.projector import Applied, DecodedBatch, Deliver
 from turnlog.streams.startup import FETCH_BYTES, PRODUCE_BYTES
 
@@ -244,6 +245,7 @@ class DerivedProjector:
                                   offsets.get(partition), applied, now=now,
                                   expire=partition in expiring)  # fmt: skip
         await self._commit(producer, records, offsets, touched=sorted(offsets.keys() | expiring))
+        applied.freshness = sample_freshness([d.source for d in batch.events])  # committed
         return applied
 
     def _fold(

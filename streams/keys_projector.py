@@ -22,6 +22,7 @@ from turnlog.projections.postgres.keystore import store_records
 from turnlog.streams.config import redact_url
 from turnlog.streams.dlq import dead_letter_record
 from turnlog.streams.errors import DependencyUnavailableError
+from turnlog.streams.metrics import sample_freshness
 from turnlog.streams.projector import Applied, DecodedBatch, Deliver
 
 
@@ -83,7 +84,8 @@ class KeysProjector:
             await deliver([dead_letter_record(d, topic=self.dlq_topic, at=now)
                            for d in batch.dead_letters])  # fmt: skip
         stored: int = await self._on_thread(self._apply, batch)
-        return Applied(events=stored, dead_letters=list(batch.dead_letters))
+        return Applied(events=stored, dead_letters=list(batch.dead_letters),
+                       freshness=sample_freshness([d.source for d in batch.events]))  # fmt: skip
 
     def _apply(self, batch: DecodedBatch) -> int:
         try:

@@ -58,8 +58,12 @@ POSITIVE_AFTER_A_CALL = (
     f"histogram_quantile(0.99, {_PRODUCE})",
     "sum(increase(turnlog_gateway_sessions_started_total[5m]))",
     "turnlog:agent_e2e_latency_seconds:p95_rate5m",
+    "histogram_quantile(0.9, sum by (le, projection) "
+    "(rate(turnlog_streams_freshness_seconds_bucket[5m])))",
+    "histogram_quantile(0.9, sum by (le, projection) "
+    "(rate(turnlog_streams_batch_seconds_bucket[5m])))",
 )
-"""Panel expressions with a positive, finite value after one call."""
+"""Panel expressions with a positive, finite value (every series) after one call."""
 ALLOWED_TO_FIRE = ("TurnlogTurnLatencyHigh", "TurnlogTurnLatencyElevated")
 """The demo's offline speech stack (Festival, pocketsphinx on a busy machine) may answer
 slower than the default budget: that is what these alerts are for. Every other alert is

@@ -122,6 +122,9 @@ async def drive(
                     await asyncio.sleep(0.2)
                     continue
                 assert applied.dead_letters == []
+                # freshness, sampled: at most 64 events, each of the past
+                assert 0 < len(applied.freshness) <= min(len(batch.events), 64)
+                assert all(f > 0 for f in applied.freshness)
                 done += 1
                 break
         return done
