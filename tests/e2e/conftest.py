@@ -9,11 +9,13 @@ name, so they neither see nor disturb a platform already running on this machine
 from __future__ import annotations
 
 import socket
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import PgSchema, Topics, unique
 from turnlog.infra.demo.run import demo_key
@@ -74,3 +76,17 @@ def platform(
                               stack.settings.logs_dir / "livekit.log")
     finally:
         services.down(report=lambda line: None)
+
+
+def gateway_samples(platform: RunningPlatform, prefix: str = "") -> dict[str, float]:
+    """The gateway endpoint's samples named `prefix...`, summed over their labels."""
+    s = platform.settings
+    url = f"http://{s.host}:{s.gateway_metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.startswith(prefix):
+                totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+    return totals

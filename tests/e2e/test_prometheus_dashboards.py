@@ -25,9 +25,8 @@ from typing import Any, TypeVar
 
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.conftest import RunningPlatform, free_port
+from tests.e2e.conftest import RunningPlatform, free_port, gateway_samples
 from turnlog.infra.demo.run import DEMO_QUESTIONS, run_demo
 from turnlog.infra.stack.errors import StackError
 from turnlog.infra.stack.process import tail
@@ -166,18 +165,6 @@ def prometheus(platform: RunningPlatform, tmp_path: Path) -> Iterator[Prometheus
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-
-def gateway_samples(platform: RunningPlatform) -> dict[str, float]:
-    s = platform.settings
-    url = f"http://{s.host}:{s.gateway_metrics_port}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
-    totals: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
-    return totals
 
 
 def scalar(prometheus: Prometheus, expr: str) -> float | None:

@@ -24,15 +24,13 @@ import asyncio
 import json
 import statistics
 import time
-import urllib.request
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pytest
 from aiokafka import AIOKafkaConsumer
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.conftest import RunningPlatform
+from tests.e2e.conftest import RunningPlatform, gateway_samples
 from tests.livekit_jobs import job_end_status
 from turnlog.api.privacy import Opener
 from turnlog.infra.demo.run import DEMO_QUESTIONS, run_demo
@@ -99,16 +97,7 @@ def session_records(platform: RunningPlatform, base: str, session_id: str) -> li
 
 
 def gateway_counters(platform: RunningPlatform) -> dict[str, float]:
-    s = platform.settings
-    url = f"http://{s.host}:{s.gateway_metrics_port}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
-    totals: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name.startswith("turnlog_gateway_events_"):
-                totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
-    return totals
+    return gateway_samples(platform, "turnlog_gateway_events_")
 
 
 def test_voice_call_through_livekit_is_recorded_everywhere(platform: RunningPlatform) -> None:
